@@ -1,0 +1,3 @@
+import Formats
+/// Checkpoint (+ vision folder + tokenizer) to one GGUF model file.
+public enum ConversionModule {}

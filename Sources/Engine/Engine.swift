@@ -1,0 +1,3 @@
+import Model
+/// Sequences, KV caches, batched steps, sampling, generation.
+public enum EngineModule {}

@@ -1,0 +1,70 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A read-only memory map of a whole file.
+///
+/// Tensors read from checkpoints and GGUF files point into the map instead of being copied;
+/// the map lives as long as any tensor that refers to it.
+public final class MappedFile: @unchecked Sendable {
+    public let path: String
+    public let count: Int
+    private let base: UnsafeRawPointer?
+
+    public init(path: String) throws(FormatError) {
+        self.path = path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw FormatError(.io, "cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            throw FormatError(.io, "cannot stat \(path): \(String(cString: strerror(errno)))")
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw FormatError(.io, "\(path) is not a regular file")
+        }
+        count = Int(info.st_size)
+        if count == 0 {
+            base = nil
+            return
+        }
+        let address = mmap(nil, count, PROT_READ, MAP_PRIVATE, fd, 0)
+        guard let address, address != MAP_FAILED else {
+            throw FormatError(.io, "cannot map \(path): \(String(cString: strerror(errno)))")
+        }
+        base = UnsafeRawPointer(address)
+    }
+
+    deinit {
+        if let base { munmap(UnsafeMutableRawPointer(mutating: base), count) }
+    }
+
+    /// Calls `body` with the bytes in `range`, which must lie inside the file.
+    public func withBytes<R, E: Error>(
+        _ range: Range<Int>, _ body: (UnsafeRawBufferPointer) throws(E) -> R
+    ) throws(E) -> R {
+        precondition(range.lowerBound >= 0 && range.upperBound <= count, "range \(range) outside \(path) (\(count) bytes)")
+        guard let base else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        return try body(UnsafeRawBufferPointer(start: base + range.lowerBound, count: range.count))
+    }
+
+    /// Calls `body` with the whole file.
+    public func withBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try withBytes(0..<count, body)
+    }
+
+    /// A copy of the bytes in `range`, which must lie inside the file.
+    public func bytes(_ range: Range<Int>) -> [UInt8] {
+        withBytes(range) { Array($0) }
+    }
+
+    /// Tells the kernel we will read the file front to back (conversion) or at random (inference).
+    public func advise(sequential: Bool) {
+        guard let base else { return }
+        madvise(UnsafeMutableRawPointer(mutating: base), count, sequential ? MADV_SEQUENTIAL : MADV_RANDOM)
+    }
+}

@@ -1,0 +1,3 @@
+import CImageCodecs
+/// Image decoding and Pillow-exact preprocessing.
+public enum ImagingModule {}

@@ -1,0 +1,4 @@
+import Formats
+import Kernels
+/// The MiniMind-V networks: vision encoders, projectors, the decoder.
+public enum ModelModule {}

@@ -1,0 +1,6 @@
+import Engine
+import Spool
+import Store
+import CSystemd
+/// The daemon loop.
+public enum ServiceModule {}

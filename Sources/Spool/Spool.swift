@@ -1,0 +1,2 @@
+/// The spool directory protocol.
+public enum SpoolModule {}

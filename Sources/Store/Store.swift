@@ -1,0 +1,3 @@
+import GRDB
+/// The results database and the vision-embedding cache.
+public enum StoreModule {}

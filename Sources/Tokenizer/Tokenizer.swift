@@ -1,0 +1,2 @@
+/// Byte-level BPE tokenizer and chat templates.
+public enum TokenizerModule {}
