@@ -32,10 +32,7 @@ let package = Package(
 
         // MARK: - Library modules (data flows down this list)
         .target(name: "Kernels", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: fastMath),
-        .target(name: "Formats", dependencies: [
-            "Kernels",
-            .product(name: "Crypto", package: "swift-crypto"),
-        ]),
+        .target(name: "Formats", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Tokenizer"),
         .target(name: "Imaging", dependencies: ["CImageCodecs"], swiftSettings: fastMath),
         .target(name: "Conversion", dependencies: ["Formats", "Tokenizer"]),
