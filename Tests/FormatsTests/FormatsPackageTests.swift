@@ -2,6 +2,9 @@ import Foundation
 import Testing
 import TestSupport
 
-@Test func sharedFixturesAreReachable() {
-    #expect(FileManager.default.fileExists(atPath: Fixtures.minimind.path))
+@Test func referenceArraysOfTheFixturesAreReadable() throws {
+    let ids = try NPYArray(contentsOf: Fixtures.generation("gen3").appendingPathComponent("tiny/ref/cases/img1/input_ids.npy"))
+    #expect(ids.count == 93)
+    let logits = try NPYArray(contentsOf: Fixtures.generation("gen3").appendingPathComponent("tiny/ref/cases/img1/logits_last.npy"))
+    #expect(logits.count == 6400)
 }
