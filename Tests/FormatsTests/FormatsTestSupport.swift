@@ -54,3 +54,20 @@ extension Tensor {
     /// Shape and PyTorch dtype in the manifests' notation.
     var manifestEntry: String { "\(shape) \(dtype.rawValue)" }
 }
+
+/// Indices where |a - b| > |a| * relative + absolute, found with a plain loop (debug builds
+/// spend a microsecond per closure call; the fixtures hold millions of values).
+func indicesOutside(_ a: [Float], _ b: [Float], relative: Float, absolute: Float) -> [Int] {
+    guard a.count == b.count else { return [-1] }
+    var result: [Int] = []
+    a.withUnsafeBufferPointer { x in
+        b.withUnsafeBufferPointer { y in
+            var i = 0
+            while i < x.count {
+                if !(abs(x[i] - y[i]) <= abs(x[i]) * relative + absolute) { result.append(i) }
+                i += 1
+            }
+        }
+    }
+    return result
+}
