@@ -306,10 +306,12 @@ private struct StorageReader {
         func bad(_ message: String) -> FormatError {
             FormatError(.malformed, "\(displayName): tensor \(tensorName): \(message)")
         }
-        let shape = tensor.shape, strides = tensor.strides
-        guard shape.allSatisfy({ $0 >= 0 }), strides.allSatisfy({ $0 >= 0 }) else {
-            throw bad("negative size or stride in \(shape) / \(strides)")
+        let shape = tensor.shape
+        guard shape.allSatisfy({ $0 >= 0 }), tensor.strides.allSatisfy({ $0 >= 0 }) else {
+            throw bad("negative size or stride in \(shape) / \(tensor.strides)")
         }
+        // A dimension of size 1 is never stepped over; its stride may be anything, so ignore it.
+        let strides = zip(shape, tensor.strides).map { $0 == 1 ? 0 : $1 }
         var count = 1
         for d in shape {
             let (p, o) = count.multipliedReportingOverflow(by: d)
@@ -325,11 +327,11 @@ private struct StorageReader {
         for (d, s) in zip(shape, strides) {
             let (step, o1) = (d - 1).multipliedReportingOverflow(by: s)
             let (sum, o2) = last.addingReportingOverflow(step)
-            guard !o1, !o2 else { throw bad("strides \(strides) reach beyond any storage") }
+            guard !o1, !o2 else { throw bad("strides \(tensor.strides) reach beyond any storage") }
             last = sum
         }
         guard last < storage.elementCount else {
-            throw bad("shape \(shape), strides \(strides) and offset \(tensor.storageOffset) reach element \(last) of a storage of \(storage.elementCount)")
+            throw bad("shape \(shape), strides \(tensor.strides) and offset \(tensor.storageOffset) reach element \(last) of a storage of \(storage.elementCount)")
         }
         let base = root.lowerBound + (storage.elementOffset + tensor.storageOffset) * size
 
@@ -339,7 +341,8 @@ private struct StorageReader {
             if d != 1, s != expected { contiguous = false; break }
             expected *= d
         }
-        let byteCount = count * size
+        let (byteCount, tooLarge) = count.multipliedReportingOverflow(by: size)
+        guard !tooLarge else { throw bad("shape \(shape) is too large") }
         if contiguous && (!bigEndian || size == 1) {
             return (shape, TensorBytes(file: file, range: base..<(base + byteCount)))
         }
