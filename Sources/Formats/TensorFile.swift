@@ -48,7 +48,12 @@ public func openTensorFile(path: String) throws(FormatError) -> any TensorSource
         }
         throw FormatError(.invalidModel, "\(path) is a folder without model.safetensors, model.safetensors.index.json or pytorch_model.bin")
     }
-    let file = try MappedFile(path: path)
+    return try openTensorFile(file: try MappedFile(path: path))
+}
+
+/// Opens an already mapped weight file by its content (see `openTensorFile(path:)`).
+public func openTensorFile(file: MappedFile) throws(FormatError) -> any TensorSource {
+    let path = file.path
     switch TensorFileKind.detect(file) {
     case .safetensors: return try SafeTensorsFile(file: file)
     case .safetensorsIndex: return try ShardedSafeTensors(path: path)
