@@ -27,9 +27,20 @@ struct TokenVector {
 enum SharedTokenizers {
     static func folder(_ generation: String) -> URL { Fixtures.minimind.appendingPathComponent(generation) }
 
-    static func bpe(_ generation: String) throws -> BPETokenizer {
-        try BPETokenizer(json: Data(contentsOf: folder(generation).appendingPathComponent("tokenizer.json")))
+    // Loaded once per test process: parsing the vocabulary is the slow part in debug builds.
+    nonisolated(unsafe) private static var loaded: [String: ModelTokenizer] = [:]
+    private static let lock = NSLock()
+
+    static func model(_ generation: String) throws -> ModelTokenizer {
+        lock.lock()
+        defer { lock.unlock() }
+        if let t = loaded[generation] { return t }
+        let t = try ModelTokenizer(folder: folder(generation))
+        loaded[generation] = t
+        return t
     }
+
+    static func bpe(_ generation: String) throws -> BPETokenizer { try model(generation).bpe }
 }
 
 @Suite struct TokenVectorTests {

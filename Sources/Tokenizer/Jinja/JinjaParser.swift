@@ -152,6 +152,8 @@ struct JinjaParser {
             let (body, end) = try parseBody(until: ["endgeneration"])
             guard end != nil else { throw Self.error("missing endgeneration", position) }
             return body
+        case "elif", "else", "endif", "endfor", "endset", "endgeneration":
+            throw Self.error("unexpected '\(keyword)'", position)
         default:
             throw Self.error("unsupported construct '\(keyword)'", position)
         }
