@@ -27,12 +27,12 @@ public final class BPETokenizer: Sendable {
 
     /// Reads the contents of a `tokenizer.json`.
     public convenience init(json: Data) throws(TokenizerError) {
-        let root: JSONValue
-        do { root = try JSONValue.parse(json) } catch { throw TokenizerError("tokenizer.json is not valid JSON: \(error)") }
+        let root: OrderedJSON
+        do { root = try OrderedJSON.parse(json) } catch { throw TokenizerError("tokenizer.json is not valid JSON: \(error)") }
         try self.init(root: root)
     }
 
-    public init(root: JSONValue) throws(TokenizerError) {
+    public init(root: OrderedJSON) throws(TokenizerError) {
         guard case .object = root else { throw TokenizerError("tokenizer.json: the top level must be an object") }
         guard let model = root["model"], case .object = model else {
             throw TokenizerError("tokenizer.json has no \"model\": is this a Hugging Face tokenizer.json?")

@@ -48,13 +48,13 @@ extension ModelTokenizer {
     /// in the text by `"<|image_pad|>" * 64`, and puts `"<image>\n"` per image before a question
     /// that has no marker.
     public func chatPrompt(_ messages: [ChatMessage], image: ImagePlaceholder, addGenerationPrompt: Bool = true,
-                           flags: [String: JSONValue] = [:]) throws(TokenizerError) -> ChatPrompt {
+                           flags: [String: OrderedJSON] = [:]) throws(TokenizerError) -> ChatPrompt {
         guard image.tokenCount > 0 else { throw TokenizerError("image token count must be positive") }
         let placeholderIDs = encode(image.placeholder)
         guard placeholderIDs.count == 1, let placeholderID = placeholderIDs.first else {
             throw TokenizerError("image placeholder \"\(image.placeholder)\" is not one token in this tokenizer (\(placeholderIDs)): is the model file's tokenizer the right one?")
         }
-        var rendered: [JSONValue] = []
+        var rendered: [OrderedJSON] = []
         var totalImages = 0
         for message in messages {
             let content = try Self.expandImages(message.content, count: message.imageCount, image: image)

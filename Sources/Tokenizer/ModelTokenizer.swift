@@ -7,15 +7,15 @@ public final class ModelTokenizer: Sendable {
     public let bpe: BPETokenizer
     public let chatTemplate: ChatTemplate?
     /// The special-token variables transformers passes to templates (`bos_token`, `eos_token`, ...).
-    public let templateVariables: [String: JSONValue]
+    public let templateVariables: [String: OrderedJSON]
     /// End of turn: generation stops here (`eos_token` of tokenizer_config.json).
     public let endOfTurnID: Int?
 
     public init(tokenizerJSON: Data, tokenizerConfigJSON: Data) throws(TokenizerError) {
         let bpe = try BPETokenizer(json: tokenizerJSON)
         self.bpe = bpe
-        let config: JSONValue
-        do { config = try JSONValue.parse(tokenizerConfigJSON) } catch {
+        let config: OrderedJSON
+        do { config = try OrderedJSON.parse(tokenizerConfigJSON) } catch {
             throw TokenizerError("tokenizer_config.json is not valid JSON: \(error)")
         }
         guard case .object = config else { throw TokenizerError("tokenizer_config.json: the top level must be an object") }
@@ -34,8 +34,8 @@ public final class ModelTokenizer: Sendable {
             chatTemplate = nil
         }
 
-        func tokenText(_ v: JSONValue?) -> String? { v?.stringValue ?? v?["content"]?.stringValue }
-        var variables: [String: JSONValue] = [:]
+        func tokenText(_ v: OrderedJSON?) -> String? { v?.stringValue ?? v?["content"]?.stringValue }
+        var variables: [String: OrderedJSON] = [:]
         for key in ["bos_token", "eos_token", "unk_token", "pad_token"] {
             if let t = tokenText(config[key]) { variables[key] = .string(t) }
         }
@@ -65,8 +65,8 @@ public final class ModelTokenizer: Sendable {
 
     /// The chat as transformers' `apply_chat_template(messages, tools=, add_generation_prompt=,
     /// tokenize=False, **flags)` renders it.
-    public func renderChat(messages: [JSONValue], tools: [JSONValue]? = nil, addGenerationPrompt: Bool,
-                           flags: [String: JSONValue] = [:]) throws(TokenizerError) -> String {
+    public func renderChat(messages: [OrderedJSON], tools: [OrderedJSON]? = nil, addGenerationPrompt: Bool,
+                           flags: [String: OrderedJSON] = [:]) throws(TokenizerError) -> String {
         guard let chatTemplate else { throw TokenizerError("tokenizer_config.json has no chat_template") }
         var variables = templateVariables
         for (k, v) in flags { variables[k] = v }

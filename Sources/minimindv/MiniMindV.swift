@@ -13,6 +13,8 @@ struct MiniMindV: AsyncParsableCommand {
         subcommands: [
             // One line per subcommand; each lives in its own file.
             Inspect.self,
+            Tokenize.self,
+            RenderTemplate.self,
         ]
     )
 }

@@ -13,7 +13,7 @@ import TestSupport
 
     func cases(_ generation: String) throws -> [Case] {
         let url = Fixtures.generation(generation).appendingPathComponent("tiny/manifest.json")
-        let manifest = try JSONValue.parse(Data(contentsOf: url))
+        let manifest = try OrderedJSON.parse(Data(contentsOf: url))
         guard case .object(let pairs)? = manifest["cases"] else { throw TokenizerError("no cases in \(url.path)") }
         return pairs.map { Case(name: $0.0, promptTemplate: $0.1["prompt_template"]?.stringValue ?? "", images: $0.1["images"]?.arrayValue?.count ?? 0) }
     }
@@ -67,11 +67,11 @@ import TestSupport
 }
 
 @Suite struct MalformedTokenizerTests {
-    func gen3JSON() throws -> JSONValue {
-        try JSONValue.parse(Data(contentsOf: SharedTokenizers.folder("gen3").appendingPathComponent("tokenizer.json")))
+    func gen3JSON() throws -> OrderedJSON {
+        try OrderedJSON.parse(Data(contentsOf: SharedTokenizers.folder("gen3").appendingPathComponent("tokenizer.json")))
     }
 
-    func replacing(_ root: JSONValue, _ key: String, _ value: JSONValue?) -> JSONValue {
+    func replacing(_ root: OrderedJSON, _ key: String, _ value: OrderedJSON?) -> OrderedJSON {
         guard case .object(var pairs) = root else { return root }
         pairs.removeAll { $0.0 == key }
         if let value { pairs.append((key, value)) }

@@ -7,10 +7,10 @@ import TestSupport
 struct TemplateVector {
     let line: Int
     let template: String?
-    let messages: [JSONValue]
-    let tools: [JSONValue]?
+    let messages: [OrderedJSON]
+    let tools: [OrderedJSON]?
     let addGenerationPrompt: Bool
-    let flags: [String: JSONValue]
+    let flags: [String: OrderedJSON]
     let text: String?
     let error: String?
 
@@ -18,8 +18,8 @@ struct TemplateVector {
         let url = Fixtures.packageRoot.appendingPathComponent("Tests/Data/tokenizer/\(name).jsonl")
         let lines = try String(contentsOf: url, encoding: .utf8).split(separator: "\n")
         return try lines.enumerated().dropFirst().map { n, line in
-            let v = try JSONValue.parse(String(line))
-            var flags: [String: JSONValue] = [:]
+            let v = try OrderedJSON.parse(String(line))
+            var flags: [String: OrderedJSON] = [:]
             if case .object(let pairs)? = v["kwargs"] { for (k, x) in pairs { flags[k] = x } }
             return TemplateVector(line: n + 1, template: v["template"]?.stringValue, messages: v["messages"]?.arrayValue ?? [],
                                   tools: v["tools"]?.arrayValue, addGenerationPrompt: v["add_generation_prompt"]?.boolValue ?? false,

@@ -16,7 +16,7 @@ struct TokenVector {
         let lines = try String(contentsOf: url, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: true)
         var out: [TokenVector] = []
         for (n, line) in lines.enumerated().dropFirst() {
-            let v = try JSONValue.parse(String(line))
+            let v = try OrderedJSON.parse(String(line))
             out.append(TokenVector(line: n + 1, text: v["text"]?.stringValue, ids: v["ids"]?.arrayValue?.compactMap(\.intValue) ?? [],
                                    decoded: v["decoded"]?.stringValue ?? "", decodedSkip: v["decoded_skip"]?.stringValue ?? ""))
         }

@@ -16,7 +16,7 @@ public struct ChatTemplate: @unchecked Sendable {
 
     /// Renders with the given variables (`messages`, `tools`, `add_generation_prompt`, special
     /// tokens, extra flags such as `open_thinking`).
-    public func render(_ variables: [String: JSONValue]) throws(TokenizerError) -> String {
+    public func render(_ variables: [String: OrderedJSON]) throws(TokenizerError) -> String {
         var interpreter = JinjaInterpreter(globals: variables.mapValues(JinjaValue.init))
         return try interpreter.render(nodes)
     }

@@ -30,7 +30,7 @@ enum JinjaValue {
     case namespace(JinjaNamespace)
     case function(JinjaFunction)
 
-    init(_ json: JSONValue) {
+    init(_ json: OrderedJSON) {
         switch json {
         case .null: self = .none
         case .bool(let b): self = .bool(b)
@@ -88,7 +88,7 @@ enum JinjaValue {
         case .none: return "None"
         case .bool(let b): return b ? "True" : "False"
         case .int(let i): return String(i)
-        case .double(let d): return d.isNaN ? "nan" : d.isInfinite ? (d < 0 ? "-inf" : "inf") : JSONValue.pythonFloat(d)
+        case .double(let d): return d.isNaN ? "nan" : d.isInfinite ? (d < 0 ? "-inf" : "inf") : OrderedJSON.pythonFloat(d)
         case .string(let s): return Self.pythonRepr(s)
         case .list(let l): return "[" + l.map(\.repr).joined(separator: ", ") + "]"
         case .dict(let d): return "{" + d.map { Self.pythonRepr($0.0) + ": " + $0.1.repr }.joined(separator: ", ") + "}"
@@ -117,7 +117,7 @@ enum JinjaValue {
     }
 
     /// For `tojson`; undefined values and functions cannot be serialised.
-    func json() throws(TokenizerError) -> JSONValue {
+    func json() throws(TokenizerError) -> OrderedJSON {
         switch self {
         case .undefined(let name): throw TokenizerError("chat template: tojson of undefined value '\(name)'")
         case .none: return .null
@@ -126,11 +126,11 @@ enum JinjaValue {
         case .double(let d): return .double(d)
         case .string(let s): return .string(s)
         case .list(let l):
-            var items: [JSONValue] = []
+            var items: [OrderedJSON] = []
             for v in l { items.append(try v.json()) }
             return .array(items)
         case .dict(let d):
-            var pairs: [(String, JSONValue)] = []
+            var pairs: [(String, OrderedJSON)] = []
             for (k, v) in d { pairs.append((k, try v.json())) }
             return .object(pairs)
         case .namespace: throw TokenizerError("chat template: tojson of a namespace")

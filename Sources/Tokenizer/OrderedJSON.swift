@@ -2,16 +2,16 @@ import Foundation
 
 /// A JSON value that keeps object keys in file order, as Python's `json` does: chat templates
 /// print messages and tools with `tojson`, so key order is part of the prompt.
-public enum JSONValue: Sendable, Equatable {
+public enum OrderedJSON: Sendable, Equatable {
     case null
     case bool(Bool)
     case int(Int)
     case double(Double)
     case string(String)
-    case array([JSONValue])
-    case object([(String, JSONValue)])
+    case array([OrderedJSON])
+    case object([(String, OrderedJSON)])
 
-    public static func == (a: JSONValue, b: JSONValue) -> Bool {
+    public static func == (a: OrderedJSON, b: OrderedJSON) -> Bool {
         switch (a, b) {
         case (.null, .null): return true
         case let (.bool(x), .bool(y)): return x == y
@@ -26,13 +26,13 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     /// The value under `key` of an object (first match), nil otherwise.
-    public subscript(key: String) -> JSONValue? {
+    public subscript(key: String) -> OrderedJSON? {
         guard case .object(let pairs) = self else { return nil }
         return pairs.first { $0.0.utf8.elementsEqual(key.utf8) }?.1
     }
 
     public var stringValue: String? { if case .string(let s) = self { return s } else { return nil } }
-    public var arrayValue: [JSONValue]? { if case .array(let a) = self { return a } else { return nil } }
+    public var arrayValue: [OrderedJSON]? { if case .array(let a) = self { return a } else { return nil } }
     public var boolValue: Bool? { if case .bool(let b) = self { return b } else { return nil } }
     public var intValue: Int? {
         switch self {
@@ -51,17 +51,17 @@ public struct JSONParseError: Error, CustomStringConvertible, Sendable {
     public var description: String { "invalid JSON at byte \(offset): \(reason)" }
 }
 
-extension JSONValue {
+extension OrderedJSON {
     /// Parses one JSON document (RFC 8259; surrounding whitespace allowed).
-    public static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
+    public static func parse(_ text: String) throws(JSONParseError) -> OrderedJSON {
         try parse(Array(text.utf8))
     }
 
-    public static func parse(_ data: Data) throws(JSONParseError) -> JSONValue {
+    public static func parse(_ data: Data) throws(JSONParseError) -> OrderedJSON {
         try parse([UInt8](data))
     }
 
-    public static func parse(_ bytes: [UInt8]) throws(JSONParseError) -> JSONValue {
+    public static func parse(_ bytes: [UInt8]) throws(JSONParseError) -> OrderedJSON {
         var reader = JSONReader(bytes: bytes)
         reader.skipSpace()
         let value = try reader.value(depth: 0)
@@ -81,13 +81,13 @@ private struct JSONReader {
 
     func fail(_ reason: String) -> JSONParseError { JSONParseError(offset: pos, reason: reason) }
 
-    mutating func value(depth: Int) throws(JSONParseError) -> JSONValue {
+    mutating func value(depth: Int) throws(JSONParseError) -> OrderedJSON {
         guard depth < 512 else { throw fail("nested too deeply") }
         guard pos < bytes.count else { throw fail("unexpected end of text") }
         switch bytes[pos] {
         case UInt8(ascii: "{"):
             pos += 1
-            var pairs: [(String, JSONValue)] = []
+            var pairs: [(String, OrderedJSON)] = []
             skipSpace()
             if pos < bytes.count, bytes[pos] == UInt8(ascii: "}") { pos += 1; return .object(pairs) }
             while true {
@@ -107,7 +107,7 @@ private struct JSONReader {
             }
         case UInt8(ascii: "["):
             pos += 1
-            var items: [JSONValue] = []
+            var items: [OrderedJSON] = []
             skipSpace()
             if pos < bytes.count, bytes[pos] == UInt8(ascii: "]") { pos += 1; return .array(items) }
             while true {
@@ -135,7 +135,7 @@ private struct JSONReader {
         pos += w.count
     }
 
-    mutating func number() throws(JSONParseError) -> JSONValue {
+    mutating func number() throws(JSONParseError) -> OrderedJSON {
         let start = pos
         var isInteger = true
         if pos < bytes.count, bytes[pos] == UInt8(ascii: "-") { pos += 1 }
@@ -229,7 +229,7 @@ private struct JSONReader {
     }
 }
 
-extension JSONValue {
+extension OrderedJSON {
     /// Serialises as Python's `json.dumps(value, ensure_ascii=False)` does (", " and ": "
     /// separators, or `indent` with "," and ": "), which is what transformers' `tojson` filter calls.
     public func pythonJSON(indent: Int? = nil, sortKeys: Bool = false) -> String {
@@ -258,7 +258,7 @@ extension JSONValue {
             out += "{"
             for (i, (k, v)) in pairs.enumerated() {
                 if i > 0 { out += "," }
-                JSONValue.writeString(k, into: &out)
+                OrderedJSON.writeString(k, into: &out)
                 out += ":"
                 v.writeCompact(into: &out)
             }
@@ -273,8 +273,8 @@ extension JSONValue {
         case .null: out += "null"
         case .bool(let b): out += b ? "true" : "false"
         case .int(let i): out += String(i)
-        case .double(let d): out += JSONValue.pythonFloat(d)
-        case .string(let s): JSONValue.writeString(s, into: &out)
+        case .double(let d): out += OrderedJSON.pythonFloat(d)
+        case .string(let s): OrderedJSON.writeString(s, into: &out)
         case .array(let items):
             if items.isEmpty { out += "[]"; return }
             out += "["
@@ -292,7 +292,7 @@ extension JSONValue {
             for (i, (k, v)) in pairs.enumerated() {
                 if i > 0 { out += indent == nil ? ", " : "," }
                 if let indent { out += "\n" + String(repeating: " ", count: indent * (level + 1)) }
-                JSONValue.writeString(k, into: &out)
+                OrderedJSON.writeString(k, into: &out)
                 out += ": "
                 v.write(into: &out, indent: indent, level: level + 1, sortKeys: sortKeys)
             }
