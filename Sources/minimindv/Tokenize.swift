@@ -57,7 +57,7 @@ struct Tokenize: AsyncParsableCommand {
             let piece = String(validating: bytes, as: UTF8.self)?.debugDescription
                 ?? "<" + bytes.map { "0x" + String($0, radix: 16, uppercase: true) }.joined(separator: " ") + ">"
             let special = model.bpe.isSpecialToken(id) ? "  (special)" : ""
-            print("\(String(i).leftPadded(String(ids.count - 1).count))  \(String(id).leftPadded(width))  \(piece.debugDescription)\(special)")
+            print("\(String(i).leftPadded(String(ids.count - 1).count))  \(String(id).leftPadded(width))  \(piece)\(special)")
         }
         print("ids: \(ids.map(String.init).joined(separator: " "))")
     }
