@@ -58,6 +58,15 @@ func openCheckpoint(_ pickle: [UInt8], storages: [(String, [UInt8])] = []) throw
         #expect(checkpoint.tensor(named: "s")?.shape == [])
     }
 
+    @Test func zip64ArchivesAreRead() throws {
+        var p = PickleWriter()
+        p.op(0x7D); p.string("w"); p.tensor(key: "0", elements: 3, offset: 0, shape: [3], strides: [1]); p.op(0x73); p.stop()
+        let archive = storedZip([("big/data.pkl", p.bytes), ("big/data/0", floatBytes([1, 2, 3]))], zip64: true)
+        let checkpoint = try PyTorchCheckpoint(file: MappedFile(bytes: archive, path: "zip64.pth"))
+        #expect(try checkpoint.tensor(named: "w")?.floatValues() == [1, 2, 3])
+        #expect(checkpoint.tensor(named: "w")?.bytes.isMapped == true)
+    }
+
     @Test func viewReachingPastItsStorageIsAnErrorNamingTheTensor() throws {
         var p = PickleWriter()
         p.op(0x7D); p.string("w"); p.tensor(key: "0", elements: 4, offset: 0, shape: [2, 2], strides: [1, 3]); p.op(0x73); p.stop()
