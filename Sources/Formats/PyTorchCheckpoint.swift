@@ -31,6 +31,9 @@ public struct PyTorchCheckpoint: TensorSource, UnsupportedTensorListing {
     /// Keys under which training scripts nest the model's weights, most specific first.
     public static let stateDictKeys = ["state_dict", "model_state_dict", "model", "module", "net", "ema", "params"]
 
+    /// How deep dicts may nest around the tensors.
+    static let maximumNesting = 32
+
     public init(path: String) throws(FormatError) {
         try self.init(file: MappedFile(path: path))
     }
@@ -202,9 +205,14 @@ public struct PyTorchCheckpoint: TensorSource, UnsupportedTensorListing {
         var names = Set<String>()
         var visited = Set<Int>()
         // Explicit work list: a hostile pickle may nest dicts arbitrarily deep.
-        var pending: [(dict: Int, prefix: String)] = [(dict, prefix)]
-        while let (current, currentPrefix) = pending.popLast().map({ ($0.dict, $0.prefix) }) {
+        var pending: [(dict: Int, prefix: String, depth: Int)] = [(dict, prefix, 0)]
+        while let (current, currentPrefix, depth) = pending.popLast().map({ ($0.dict, $0.prefix, $0.depth) }) {
             guard visited.insert(current).inserted else { continue }
+            // Real checkpoints nest a few levels (checkpoint -> model -> state dict); names
+            // built from thousands of levels would cost quadratic time for nothing.
+            guard depth <= maximumNesting else {
+                throw FormatError(.malformed, "\(name): the pickle nests dicts more than \(maximumNesting) levels deep; not a checkpoint")
+            }
             var nested: [(Int, String)] = []
             let entries = result.dicts[current]
             for (key, value) in zip(entries.keys, entries.values) {
@@ -228,8 +236,7 @@ public struct PyTorchCheckpoint: TensorSource, UnsupportedTensorListing {
                 }
             }
             // Depth-first, keeping file order: push nested dicts in reverse.
-            pending += nested.reversed().map { ($0.0, $0.1) }
-            if pending.count > 1_000_000 { throw FormatError(.malformed, "\(name): the pickle nests too many dicts") }
+            pending += nested.reversed().map { ($0.0, $0.1, depth + 1) }
         }
         return found
     }

@@ -64,19 +64,34 @@ import TestSupport
     }
 }
 
-/// A ZIP archive of stored entries (what torch.save writes), built in memory.
-func storedZip(_ entries: [(String, [UInt8])]) -> [UInt8] {
+/// A ZIP archive of stored entries (what torch.save writes), built in memory; `zip64` writes
+/// the 64-bit records torch uses for archives over 4 GB, with every 32-bit field saturated.
+func storedZip(_ entries: [(String, [UInt8])], zip64: Bool = false) -> [UInt8] {
     func u16(_ v: Int) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8 & 0xFF)] }
     func u32(_ v: Int) -> [UInt8] { u16(v & 0xFFFF) + u16(v >> 16 & 0xFFFF) }
+    func u64(_ v: Int) -> [UInt8] { u32(v & 0xFFFF_FFFF) + u32(v >> 32) }
     var body: [UInt8] = []
     var directory: [UInt8] = []
     for (name, data) in entries {
         let offset = body.count
         let nameBytes = Array(name.utf8)
-        let common = u16(0) + u16(0) + u16(0) + u16(0) + u32(0) + u32(data.count) + u32(data.count) + u16(nameBytes.count) + u16(0)
-        body += u32(0x0403_4B50) + u16(20) + common + nameBytes + data
-        directory += u32(0x0201_4B50) + u16(20) + u16(20) + common + u16(0) + u16(0) + u16(0) + u32(0) + u32(offset) + nameBytes
+        let size = zip64 ? 0xFFFF_FFFF : data.count
+        let localExtra = zip64 ? u16(1) + u16(16) + u64(data.count) + u64(data.count) : []
+        let centralExtra = zip64 ? u16(1) + u16(24) + u64(data.count) + u64(data.count) + u64(offset) : []
+        let common = u16(0) + u16(0) + u16(0) + u16(0) + u32(0) + u32(size) + u32(size) + u16(nameBytes.count)
+        body += u32(0x0403_4B50) + u16(45) + common + u16(localExtra.count) + nameBytes + localExtra + data
+        directory += u32(0x0201_4B50) + u16(45) + u16(45) + common + u16(centralExtra.count) + u16(0) + u16(0) + u16(0) + u32(0)
+            + u32(zip64 ? 0xFFFF_FFFF : offset) + nameBytes + centralExtra
     }
-    let end = u32(0x0605_4B50) + u16(0) + u16(0) + u16(entries.count) + u16(entries.count) + u32(directory.count) + u32(body.count) + u16(0)
-    return body + directory + end
+    var tail: [UInt8] = []
+    if zip64 {
+        let record = body.count + directory.count
+        tail += u32(0x0606_4B50) + u64(44) + u16(45) + u16(45) + u32(0) + u32(0)
+            + u64(entries.count) + u64(entries.count) + u64(directory.count) + u64(body.count)
+        tail += u32(0x0706_4B50) + u32(0) + u64(record) + u32(1)
+        tail += u32(0x0605_4B50) + u16(0) + u16(0) + u16(0xFFFF) + u16(0xFFFF) + u32(0xFFFF_FFFF) + u32(0xFFFF_FFFF) + u16(0)
+    } else {
+        tail += u32(0x0605_4B50) + u16(0) + u16(0) + u16(entries.count) + u16(entries.count) + u32(directory.count) + u32(body.count) + u16(0)
+    }
+    return body + directory + tail
 }

@@ -135,6 +135,13 @@ def main():
     (OUT / "sharded.safetensors.index.json").write_text(json.dumps(index, indent=2))
     record("sharded.safetensors.index.json", shard_tensors, layout="sharded", state_dict_key=None)
 
+    # A tensor carrying a Python attribute pickles through torch._tensor._rebuild_from_type_v2.
+    annotated = torch.randn(2, 2)
+    annotated.note = "kept by Python, ignored by us"
+    attributes = {"annotated": annotated, "plain": torch.randn(3)}
+    torch.save(attributes, OUT / "tensor-attributes.pth")
+    record("tensor-attributes.pth", attributes, layout="zip", state_dict_key=None)
+
     # -- malicious pickles --------------------------------------------------------------------
     malicious = make_malicious()
     (OUT / "expected.json").write_text(json.dumps({"checkpoints": expected, "malicious": malicious}, indent=1))
