@@ -21,21 +21,13 @@ struct Tokenize: AsyncParsableCommand {
     @Argument(help: "The text to tokenize (without --jsonl).")
     var text: String?
 
-    @Option(help: ArgumentHelp("Time encoding the strings of a JSON Lines file of {\"text\"} (Tools/tokenizer/bench_encode.py).",
-                               visibility: .hidden))
-    var benchmark: String?
-
     func validate() throws {
         if jsonl && text != nil { throw ValidationError("give TEXT or --jsonl, not both") }
-        if !jsonl && text == nil && benchmark == nil { throw ValidationError("give the TEXT to tokenize, or --jsonl to read JSON Lines from stdin") }
+        if !jsonl && text == nil { throw ValidationError("give the TEXT to tokenize, or --jsonl to read JSON Lines from stdin") }
     }
 
     func run() async throws {
         let model = try TokenizerSource.load(tokenizer)
-        if let benchmark {
-            try Self.benchmark(model, corpus: benchmark)
-            return
-        }
         guard let text else {
             JSONLines.process { request in
                 let ids: [Int]
@@ -68,24 +60,6 @@ struct Tokenize: AsyncParsableCommand {
             print("\(String(i).leftPadded(String(ids.count - 1).count))  \(String(id).leftPadded(width))  \(piece)\(special)")
         }
         print("ids: \(ids.map(String.init).joined(separator: " "))")
-    }
-}
-
-extension Tokenize {
-    /// Encode throughput on one thread; reading and parsing the corpus is not timed.
-    static func benchmark(_ model: ModelTokenizer, corpus: String) throws {
-        let lines = try String(contentsOfFile: corpus, encoding: .utf8).split(separator: "\n")
-        var texts: [String] = []
-        for line in lines { if let t = try OrderedJSON.parse(String(line))["text"]?.stringValue { texts.append(t) } }
-        let bytes = texts.reduce(0) { $0 + $1.utf8.count }
-        let clock = ContinuousClock()
-        var tokens = 0
-        let elapsed = clock.measure {
-            for t in texts { tokens += model.encode(t).count }
-        }
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-        print(String(format: "swift: %d strings, %.2f MB, %d tokens in %.3f s: %.2f MB/s", texts.count, Double(bytes) / 1e6, tokens,
-                     seconds, Double(bytes) / 1e6 / seconds))
     }
 }
 

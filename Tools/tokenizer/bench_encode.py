@@ -1,12 +1,12 @@
-"""Encode throughput of Python `tokenizers` vs `minimindv tokenize --benchmark` on one mixed corpus.
+"""Encode throughput of Python `tokenizers` vs our Tokenizer module on one mixed corpus, one thread, CPU time.
 
   USE_TORCH=0 PYTHONPATH=/tmp/tok-pins-gen3 python3 Tools/tokenizer/bench_encode.py gen3 [corpus.jsonl]
 
 Builds the corpus (if missing) from the committed vector strings, about 4 KB per string and
 ~12 MB in all; times `Tokenizer.encode` per string on one thread (one run), then builds
-Tools/tokenizer/bench/main.swift with the Tokenizer sources (`swiftc -O`, no SwiftPM) and runs it
-on the same file. (`minimindv tokenize --tokenizer DIR --benchmark CORPUS` does the same in a
-release build of the whole tool.)
+Tools/tokenizer/bench/main.swift with the Tokenizer sources (`swiftc -O`, no SwiftPM: a release build of the whole
+tool compiles all dependencies) and runs it
+on the same file.
 """
 import json
 import os
