@@ -101,3 +101,32 @@ enum SharedTokenizers {
         #expect(checked > 2000)
     }
 }
+
+@Suite struct CharacterClassTests {
+    /// Tools/tokenizer/make_class_table.py probes Hugging Face's pre-tokenizer (Oniguruma's
+    /// Unicode tables) for every code point; our classes must agree everywhere, not only on the
+    /// characters the vectors happen to contain.
+    @Test func everyCodePointIsClassifiedAsTheHuggingFacePreTokenizerDoes() throws {
+        let url = Fixtures.packageRoot.appendingPathComponent("Tests/Data/tokenizer/char-classes.json")
+        let runs = try OrderedJSON.parse(Data(contentsOf: url))["runs"]?.arrayValue ?? []
+        #expect(runs.count > 100)
+        var starts: [Int] = [], classes: [Int] = []
+        for run in runs {
+            guard let pair = run.arrayValue, pair.count == 2, let start = pair[0].intValue, let cls = pair[1].intValue else { continue }
+            starts.append(start)
+            classes.append(cls)
+        }
+        var mismatches: [String] = []
+        var r = 0
+        for cp in 0..<0x110000 {
+            guard let scalar = Unicode.Scalar(UInt32(cp)) else { continue }
+            while r + 1 < starts.count && starts[r + 1] <= cp { r += 1 }
+            let ours = cp < 0x10000 ? Int(GPT2Split.bmpClasses[cp]) : Int(GPT2Split.classify(scalar).rawValue)
+            if ours != classes[r] {
+                mismatches.append(String(format: "U+%04X ours %d HF %d", cp, ours, classes[r]))
+            }
+        }
+        let count = mismatches.count
+        #expect(count == 0, "\(count) code points differ: \(mismatches.prefix(20))")
+    }
+}
