@@ -63,6 +63,11 @@ public final class ModelTokenizer: Sendable {
         bpe.decode(ids, skipSpecialTokens: skipSpecialTokens)
     }
 
+    /// For streaming generated text: never emits part of a character.
+    public func streamingDecoder(skipSpecialTokens: Bool = true) -> StreamingDecoder {
+        bpe.streamingDecoder(skipSpecialTokens: skipSpecialTokens)
+    }
+
     /// The chat as transformers' `apply_chat_template(messages, tools=, add_generation_prompt=,
     /// tokenize=False, **flags)` renders it.
     public func renderChat(messages: [OrderedJSON], tools: [OrderedJSON]? = nil, addGenerationPrompt: Bool,

@@ -16,7 +16,20 @@ enum GPT2Split {
         return table
     }()
 
+    /// Letters and numbers that Swift's Unicode tables (17.0) know but the Oniguruma inside
+    /// `tokenizers` 0.21/0.22 (Unicode 16.0) does not: to Hugging Face they are unassigned, so
+    /// "other". Found by Tools/tokenizer/make_class_table.py; CharacterClassTests checks every
+    /// code point, so a newer Swift with newer tables shows up there.
+    static let newerThanTokenizers: [ClosedRange<UInt32>] = [
+        0x088F...0x088F, 0x0C5C...0x0C5C, 0x0CDC...0x0CDC, 0xA7CE...0xA7CF, 0xA7D2...0xA7D2, 0xA7D4...0xA7D4,
+        0xA7F1...0xA7F1, 0x10940...0x10959, 0x10EC5...0x10EC7, 0x11DB0...0x11DDB, 0x11DE0...0x11DE9,
+        0x16EA0...0x16EB8, 0x16EBB...0x16ED3, 0x16FF2...0x16FF6, 0x187F8...0x187FF, 0x18D09...0x18D1E,
+        0x18D80...0x18DF2, 0x1E6C0...0x1E6DE, 0x1E6E0...0x1E6E2, 0x1E6E4...0x1E6E5, 0x1E6E7...0x1E6ED,
+        0x1E6F0...0x1E6F4, 0x1E6FE...0x1E6FF, 0x2B73A...0x2B73F, 0x2CEA2...0x2CEAD, 0x323B0...0x33479,
+    ]
+
     static func classify(_ s: Unicode.Scalar) -> CharClass {
+        if s.value >= 0x88F, newerThanTokenizers.contains(where: { $0.contains(s.value) }) { return .other }
         let p = s.properties
         if p.isWhitespace { return .space }
         switch p.generalCategory {

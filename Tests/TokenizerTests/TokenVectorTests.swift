@@ -83,20 +83,50 @@ enum SharedTokenizers {
         var checked = 0
         for v in try TokenVector.load(generation) {
             for skip in [false, true] {
+                let expected = Array((skip ? v.decodedSkip : v.decoded).utf8)
                 var decoder = tokenizer.streamingDecoder(skipSpecialTokens: skip)
-                var joined = ""
-                for id in v.ids {
-                    let chunk = decoder.push(id)
-                    // A Swift String holds only valid UTF-8; what matters is that a chunk never
-                    // splits a character, i.e. it never carries a U+FFFD the full decode lacks there.
-                    joined += chunk
+                var offset = 0
+                var ok = true
+                // Each chunk must be exactly the next bytes of the full decode: a chunk that cut a
+                // character would show U+FFFD where the full decode has the character.
+                for id in v.ids + [-1] {
+                    let chunk = Array((id >= 0 ? decoder.push(id) : decoder.finish()).utf8)
+                    if offset + chunk.count > expected.count || !expected[offset..<(offset + chunk.count)].elementsEqual(chunk) { ok = false; break }
+                    offset += chunk.count
                 }
-                joined += decoder.finish()
-                let expected = skip ? v.decodedSkip : v.decoded
-                #expect(joined.utf8.elementsEqual(expected.utf8), "line \(v.line)")
+                #expect(ok && offset == expected.count, "line \(v.line) skip=\(skip)")
                 checked += 1
             }
         }
         #expect(checked > 2000)
+    }
+}
+
+@Suite struct CharacterClassTests {
+    /// Tools/tokenizer/make_class_table.py probes Hugging Face's pre-tokenizer (Oniguruma's
+    /// Unicode tables) for every code point; our classes must agree everywhere, not only on the
+    /// characters the vectors happen to contain.
+    @Test func everyCodePointIsClassifiedAsTheHuggingFacePreTokenizerDoes() throws {
+        let url = Fixtures.packageRoot.appendingPathComponent("Tests/Data/tokenizer/char-classes.json")
+        let runs = try OrderedJSON.parse(Data(contentsOf: url))["runs"]?.arrayValue ?? []
+        #expect(runs.count > 100)
+        var starts: [Int] = [], classes: [Int] = []
+        for run in runs {
+            guard let pair = run.arrayValue, pair.count == 2, let start = pair[0].intValue, let cls = pair[1].intValue else { continue }
+            starts.append(start)
+            classes.append(cls)
+        }
+        var mismatches: [String] = []
+        var r = 0
+        for cp in 0..<0x110000 {
+            guard let scalar = Unicode.Scalar(UInt32(cp)) else { continue }
+            while r + 1 < starts.count && starts[r + 1] <= cp { r += 1 }
+            let ours = cp < 0x10000 ? Int(GPT2Split.bmpClasses[cp]) : Int(GPT2Split.classify(scalar).rawValue)
+            if ours != classes[r] {
+                mismatches.append(String(format: "U+%04X ours %d HF %d", cp, ours, classes[r]))
+            }
+        }
+        let count = mismatches.count
+        #expect(count == 0, "\(count) code points differ: \(mismatches.prefix(20))")
     }
 }

@@ -443,19 +443,22 @@ enum JinjaBuiltins {
     }
 
     static func pythonReplace(_ s: String, _ old: String, _ new: String, _ count: Int?) -> String {
+        let limit = count.map { $0 < 0 ? Int.max : $0 } ?? Int.max
         let hay = Array(s.utf8), needle = Array(old.utf8)
         if needle.isEmpty {
-            var out = new
-            var n = 1
+            // Python inserts `new` before every code point and at the end, up to `count` times.
+            var out = ""
+            var done = 0
             for u in s.unicodeScalars {
+                if done < limit { out += new; done += 1 }
                 out.unicodeScalars.append(u)
-                if count == nil || n < count! { out += new; n += 1 }
             }
-            return count == 0 ? s : out
+            if done < limit { out += new }
+            return out
         }
         var out: [UInt8] = []
         var from = 0, done = 0
-        while count == nil || done < count!, let at = find(hay, needle, from: from) {
+        while done < limit, let at = find(hay, needle, from: from) {
             out.append(contentsOf: hay[from..<at])
             out.append(contentsOf: new.utf8)
             from = at + needle.count
