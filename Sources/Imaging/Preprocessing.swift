@@ -83,18 +83,15 @@ extension PreprocessSettings {
     /// CLIPFeatureExtractor, SiglipImageProcessor). Keys that are absent take the defaults of
     /// the processor class the file names.
     public init(preprocessorConfig data: Data) throws(ImageError) {
-        let object: [String: Any]
+        // JSONDecoder, not JSONSerialization: the latter goes through NSDecimalNumber and
+        // turns 0.00392156862745098 into a double one ulp away from 1/255.
+        let object: [String: ConfigValue]
         do {
-            guard let parsed = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-                throw ImageError.invalidSettings("preprocessor_config.json is not a JSON object")
-            }
-            object = parsed
-        } catch let error as ImageError {
-            throw error
+            object = try JSONDecoder().decode([String: ConfigValue].self, from: data)
         } catch {
-            throw .invalidSettings("preprocessor_config.json is not valid JSON: \(error.localizedDescription)")
+            throw .invalidSettings("preprocessor_config.json is not a JSON object: \(error)")
         }
-        let kind = (object["image_processor_type"] as? String) ?? (object["feature_extractor_type"] as? String) ?? ""
+        let kind = object["image_processor_type"]?.string ?? object["feature_extractor_type"]?.string ?? ""
         let defaults: PreprocessSettings
         if kind.hasPrefix("Siglip") { defaults = .siglip }
         else if kind.hasPrefix("CLIP") { defaults = .clip }
@@ -102,14 +99,13 @@ extension PreprocessSettings {
             throw .invalidSettings("preprocessor_config.json names processor '\(kind)'; "
                 + "only CLIP and SigLIP image processors are supported")
         }
-        func flag(_ key: String, _ fallback: Bool) -> Bool { (object[key] as? Bool) ?? fallback }
-        func number(_ value: Any?) -> Double? { (value as? NSNumber)?.doubleValue }
-        func size(_ value: Any?, key: String, squareWhenInt: Bool) throws(ImageError) -> Resize? {
-            guard let value, !(value is NSNull) else { return nil }
-            if let n = value as? Int { return squareWhenInt ? .exact(PixelSize(height: n, width: n)) : .shortestEdge(n) }
-            if let dict = value as? [String: Any] {
-                if let h = dict["height"] as? Int, let w = dict["width"] as? Int { return .exact(PixelSize(height: h, width: w)) }
-                if let n = dict["shortest_edge"] as? Int, dict["longest_edge"] == nil { return .shortestEdge(n) }
+        func flag(_ key: String, _ fallback: Bool) -> Bool { object[key]?.bool ?? fallback }
+        func size(_ value: ConfigValue?, key: String, squareWhenInt: Bool) throws(ImageError) -> Resize? {
+            guard let value, value != .null else { return nil }
+            if let n = value.integer { return squareWhenInt ? .exact(PixelSize(height: n, width: n)) : .shortestEdge(n) }
+            if case .object(let dict) = value {
+                if let h = dict["height"]?.integer, let w = dict["width"]?.integer { return .exact(PixelSize(height: h, width: w)) }
+                if let n = dict["shortest_edge"]?.integer, dict["longest_edge"] == nil { return .shortestEdge(n) }
             }
             throw .invalidSettings("preprocessor_config.json: unsupported \(key) \(value)")
         }
@@ -132,22 +128,22 @@ extension PreprocessSettings {
         } else {
             settings.centerCrop = nil
         }
-        if let code = object["resample"] as? Int {
+        if let code = object["resample"]?.integer {
             guard let filter = ResampleFilter(rawValue: code) else {
                 throw .invalidSettings("resample \(code) is not a supported Pillow filter (1 lanczos, 2 bilinear, 3 bicubic, 4 box, 5 hamming)")
             }
             settings.resample = filter
         }
         if flag("do_rescale", true) {
-            settings.rescaleFactor = number(object["rescale_factor"]) ?? defaults.rescaleFactor
+            settings.rescaleFactor = object["rescale_factor"]?.number ?? defaults.rescaleFactor
         } else {
             settings.rescaleFactor = nil
         }
         if flag("do_normalize", true) {
             var n = defaults.normalization ?? Normalization(mean: [0, 0, 0], std: [1, 1, 1])
-            func triple(_ value: Any?) -> [Float]? {
-                if let list = value as? [Any] { return list.compactMap { number($0).map(Float.init) } }
-                if let single = number(value) { return [Float](repeating: Float(single), count: 3) }
+            func triple(_ value: ConfigValue?) -> [Float]? {
+                if case .array(let list)? = value { return list.compactMap { $0.number.map(Float.init) } }
+                if let single = value?.number { return [Float](repeating: Float(single), count: 3) }
                 return nil
             }
             if let mean = triple(object["image_mean"]) { n.mean = mean }
@@ -158,6 +154,41 @@ extension PreprocessSettings {
         }
         try settings.validate()
         self = settings
+    }
+}
+
+/// A JSON value of preprocessor_config.json.
+enum ConfigValue: Decodable, Equatable, CustomStringConvertible {
+    case null, bool(Bool), number(Double), string(String), array([ConfigValue]), object([String: ConfigValue])
+
+    init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { self = .null }
+        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
+        else if let n = try? c.decode(Double.self) { self = .number(n) }
+        else if let s = try? c.decode(String.self) { self = .string(s) }
+        else if let a = try? c.decode([ConfigValue].self) { self = .array(a) }
+        else { self = .object(try c.decode([String: ConfigValue].self)) }
+    }
+
+    var bool: Bool? { if case .bool(let b) = self { b } else { nil } }
+    var number: Double? { if case .number(let n) = self { n } else { nil } }
+    var string: String? { if case .string(let s) = self { s } else { nil } }
+    /// A number with no fractional part.
+    var integer: Int? {
+        guard let n = number, n.rounded() == n, abs(n) < 1e15 else { return nil }
+        return Int(n)
+    }
+
+    var description: String {
+        switch self {
+        case .null: "null"
+        case .bool(let b): "\(b)"
+        case .number(let n): "\(n)"
+        case .string(let s): "\"\(s)\""
+        case .array(let a): "[\(a.map(\.description).joined(separator: ", "))]"
+        case .object(let o): "{\(o.keys.sorted().map { "\"\($0)\": \(o[$0].map(\.description) ?? "")" }.joined(separator: ", "))}"
+        }
     }
 }
 

@@ -45,7 +45,8 @@ public enum ResampleFilter: Int, Sendable, CaseIterable, CustomStringConvertible
             if x == 0.0 { return 1.0 }
             if x >= 1.0 { return 0.0 }
             x = x * Double.pi
-            return sin(x) / x * (0.54 + 0.46 * cos(x))
+            // Resample.c writes these constants as floats (0.54f, 0.46f).
+            return sin(x) / x * (Double(Float(0.54)) + Double(Float(0.46)) * cos(x))
         case .bicubic:
             let a = -0.5
             let x = t < 0 ? -t : t
@@ -67,9 +68,9 @@ public enum ResampleFilter: Int, Sendable, CaseIterable, CustomStringConvertible
 
 /// Pillow's `Image.resize` for 8-bit images (libImaging/Resample.c), reproduced to the bit:
 /// coefficients in double, normalised per output pixel, turned into 22-bit fixed point; the
-/// horizontal pass runs first over only the rows the vertical pass reads, and its result is
-/// rounded and clamped to 0...255 before the vertical pass. When shrinking, the filter support
-/// is widened by the scale (antialiasing).
+/// first pass runs over only the lines the second pass reads, and its result is rounded and
+/// clamped to 0...255 before the second pass. When shrinking, the filter support
+/// is widened by the scale (antialiasing). Pass order as in Pillow 13 (see `resize`).
 public enum Resampler {
     /// Pillow's PRECISION_BITS: 32 - 8 bits of result - 2 bits of headroom for negative lobes.
     static let precisionBits: Int32 = 22
@@ -140,8 +141,27 @@ public enum Resampler {
         if !needsHorizontal && !needsVertical {
             return crop(image, columns: columns, rows: rows)
         }
-        // Source rows the vertical pass reads (all rows of the window when it does not run).
+        // Pillow 13 runs the vertical pass first when the height shrinks by more than twice
+        // as many pixels as the width does; the order changes the rounding between passes.
+        let shrink = image.height - height
+        let verticalFirst = shrink > 0 && shrink > (image.width - width) * 2
+        let horizontal = needsHorizontal ? Taps(inputSize: image.width, outputSize: width, filter: filter) : nil
         let vertical = needsVertical ? Taps(inputSize: image.height, outputSize: height, filter: filter) : nil
+        if verticalFirst, let v = vertical {
+            // Only the input columns the horizontal window reads.
+            let sourceColumns: Range<Int>
+            if let h = horizontal {
+                sourceColumns = h.first[columns.lowerBound]..<(h.first[columns.upperBound - 1] + h.count[columns.upperBound - 1])
+            } else {
+                sourceColumns = columns
+            }
+            let stage = verticalPass(crop(image, columns: sourceColumns, rows: 0..<image.height),
+                                     firstRow: 0, taps: v, rows: rows)
+            guard let h = horizontal else { return stage }
+            return horizontalPass(stage, firstColumn: sourceColumns.lowerBound, taps: h, columns: columns,
+                                  rows: 0..<stage.height)
+        }
+        // Horizontal first, over only the source rows the vertical pass reads.
         let sourceRows: Range<Int>
         if let v = vertical {
             sourceRows = v.first[rows.lowerBound]..<(v.first[rows.upperBound - 1] + v.count[rows.upperBound - 1])
@@ -149,9 +169,8 @@ public enum Resampler {
             sourceRows = rows
         }
         let stage: RGBImage
-        if needsHorizontal {
-            let taps = Taps(inputSize: image.width, outputSize: width, filter: filter)
-            stage = horizontalPass(image, taps: taps, columns: columns, rows: sourceRows)
+        if let h = horizontal {
+            stage = horizontalPass(image, firstColumn: 0, taps: h, columns: columns, rows: sourceRows)
         } else {
             stage = crop(image, columns: columns, rows: sourceRows)
         }
@@ -165,8 +184,9 @@ public enum Resampler {
         return v < 0 ? 0 : v > 255 ? 255 : UInt8(truncatingIfNeeded: v)
     }
 
-    /// Output columns `columns` for input rows `rows`.
-    static func horizontalPass(_ image: RGBImage, taps: Taps, columns: Range<Int>, rows: Range<Int>) -> RGBImage {
+    /// Output columns `columns` for rows `rows` of `image`, whose column 0 is input column `firstColumn`.
+    static func horizontalPass(_ image: RGBImage, firstColumn: Int, taps: Taps, columns: Range<Int>,
+                               rows: Range<Int>) -> RGBImage {
         let outWidth = columns.count
         var out = [UInt8](repeating: 0, count: outWidth * rows.count * 3)
         let half = Int32(1) << (precisionBits - 1)
@@ -177,7 +197,7 @@ public enum Resampler {
                     for y in rows {
                         let row = y * image.width * 3
                         for xx in columns {
-                            let first = taps.first[xx], count = taps.count[xx]
+                            let first = taps.first[xx] - firstColumn, count = taps.count[xx]
                             let k = xx * taps.size
                             var r = half, g = half, b = half
                             var p = row + first * 3
