@@ -169,7 +169,9 @@ ic_status ic_jpeg_decode(const uint8_t *data, size_t length, uint64_t max_pixels
             ic_cmyk_inverted_to_rgb(row, scanline, (size_t)width);
         }
     }
-    // No jpeg_finish_decompress: like Pillow, once every scanline is out the trailer does not matter.
+    // Reading up to the EOI marker makes a file that stops right after its scan data an error
+    // too, as it is for Pillow ("image file is truncated").
+    jpeg_finish_decompress(&cinfo);
     jpeg_destroy_decompress(&cinfo);
     free(scanline);
     out->width = (uint32_t)width;

@@ -33,7 +33,8 @@ enum ExifReader {
             guard length >= 2, start <= end else { break }
             let segment = b[start..<end]
             if marker == 0xE1, segment.starts(with: exifHeader) {
-                if exif == nil { exif = Array(segment) } else { exif! += segment.dropFirst(6) }
+                // Pillow appends later Exif segments without their header.
+                if let first = exif { exif = first + segment.dropFirst(6) } else { exif = Array(segment) }
             } else if marker == 0xE1, segment.starts(with: xmpHeader) {
                 xmp = Array(segment.dropFirst(xmpHeader.count))
             }

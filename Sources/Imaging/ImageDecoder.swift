@@ -32,7 +32,7 @@ public enum ImageDecoder {
             }
         }
         defer { ic_free(raw.pixels) }
-        let detail = message.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        let detail = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         switch status {
         case IC_OK: break
         case IC_ERR_TOO_LARGE:

@@ -157,6 +157,36 @@ extension PreprocessSettings {
     }
 }
 
+extension PreprocessSettings {
+    /// From the values a model file stores (`minimind.preprocess.*`, `clip.vision.image_mean/std`):
+    /// `resizeMode` "shortest_edge" with `size` [edge] or "exact" with [height, width]; `cropSize`
+    /// [height, width] or nil; a Pillow `resample` code; the rescale factor as float32.
+    public init(resizeMode: String, size: [Int], cropSize: [Int]?, resample: Int, rescaleFactor: Float,
+                mean: [Float], std: [Float]) throws(ImageError) {
+        let resize: Resize
+        switch (resizeMode, size.count) {
+        case ("shortest_edge", 1): resize = .shortestEdge(size[0])
+        case ("exact", 2): resize = .exact(PixelSize(height: size[0], width: size[1]))
+        default: throw .invalidSettings("resize mode '\(resizeMode)' with size \(size) (expected shortest_edge [n] or exact [h, w])")
+        }
+        var crop: PixelSize?
+        if let c = cropSize {
+            guard c.count == 2 else { throw .invalidSettings("crop size \(c) is not [height, width]") }
+            crop = PixelSize(height: c[0], width: c[1])
+        }
+        guard let filter = ResampleFilter(rawValue: resample) else {
+            throw .invalidSettings("resample \(resample) is not a supported Pillow filter (1, 2, 3, 4, 5)")
+        }
+        // The file keeps float32; transformers multiplies by the double 1/255. Taking the float
+        // nearest to 1/255 for 1/255 itself keeps the values bit-identical to the processor's.
+        let factor: Double = rescaleFactor == Float(1.0 / 255.0) ? 1.0 / 255.0 : Double(rescaleFactor)
+        self.init(resize: resize, centerCrop: crop, resample: filter,
+                  rescaleFactor: factor == 1 ? nil : factor,
+                  normalization: Normalization(mean: mean, std: std))
+        try validate()
+    }
+}
+
 /// A JSON value of preprocessor_config.json.
 enum ConfigValue: Decodable, Equatable, CustomStringConvertible {
     case null, bool(Bool), number(Double), string(String), array([ConfigValue]), object([String: ConfigValue])
@@ -226,9 +256,16 @@ public struct ImagePreprocessor: Sendable {
         }
     }
 
-    /// The 8-bit image after resizing and centre cropping (upstream's `resized_u8`).
-    public func resizedImage(_ image: RGBImage) -> RGBImage {
+    /// The 8-bit image after resizing and centre cropping (upstream's `resized_u8`). Only the
+    /// pixels that survive the crop are computed. Refuses an output above the default pixel
+    /// limit (a shortest-edge resize of a 1 x 40000 strip without a crop would be 224 x 8960000).
+    public func resizedImage(_ image: RGBImage) throws(ImageError) -> RGBImage {
         let size = resizedSize(width: image.width, height: image.height)
+        let output = settings.centerCrop ?? size
+        let (area, overflow) = output.width.multipliedReportingOverflow(by: output.height)
+        if overflow || area > DecodeOptions.defaultMaxPixels {
+            throw .tooLarge(width: output.width, height: output.height, limitPixels: DecodeOptions.defaultMaxPixels)
+        }
         guard let crop = settings.centerCrop else {
             return Resampler.resize(image, width: size.width, height: size.height, filter: settings.resample)
         }
@@ -280,8 +317,8 @@ public struct ImagePreprocessor: Sendable {
     }
 
     /// Resize, crop, rescale and normalise: what the vision encoder is fed.
-    public func pixelValues(_ image: RGBImage) -> PixelValues {
-        pixelValues(ofResized: resizedImage(image))
+    public func pixelValues(_ image: RGBImage) throws(ImageError) -> PixelValues {
+        pixelValues(ofResized: try resizedImage(image))
     }
 }
 

@@ -7,8 +7,8 @@ public struct RGBImage: Sendable, Equatable {
 
     /// Wraps pixels; fails when `pixels.count != width * height * 3` or a side is not positive.
     public init(width: Int, height: Int, pixels: [UInt8]) throws(ImageError) {
-        guard width > 0, height > 0, width.multipliedReportingOverflow(by: height).partialValue * 3 == pixels.count
-        else {
+        let (area, overflow) = width.multipliedReportingOverflow(by: height)
+        guard width > 0, height > 0, !overflow, area <= Int.max / 3, area * 3 == pixels.count else {
             throw .invalidSettings("\(pixels.count) bytes do not make a \(width) x \(height) RGB image")
         }
         self.init(unchecked: width, height, pixels)

@@ -75,27 +75,34 @@ public enum Resampler {
     /// Pillow's PRECISION_BITS: 32 - 8 bits of result - 2 bits of headroom for negative lobes.
     static let precisionBits: Int32 = 22
 
-    /// One axis' filter taps: for output index i, `count[i]` input samples from `first[i]`,
-    /// weighted by `weights[i * size ..< i * size + count[i]]`.
+    /// One axis' filter taps for the output indices `outputs`: output i reads `count(i)` input
+    /// samples from `first(i)`, weighted by `weights[(i - outputs.lowerBound) * size...]`.
+    /// Only the window's taps are built: each output's taps depend on nothing but its index.
     struct Taps {
         let size: Int
-        let first: [Int]
-        let count: [Int]
+        let outputs: Range<Int>
+        private let firsts: [Int]
+        private let counts: [Int]
         let weights: [Int32]
 
-        init(inputSize: Int, outputSize: Int, filter: ResampleFilter) {
+        func first(_ i: Int) -> Int { firsts[i - outputs.lowerBound] }
+        func count(_ i: Int) -> Int { counts[i - outputs.lowerBound] }
+        func offset(_ i: Int) -> Int { (i - outputs.lowerBound) * size }
+
+        init(inputSize: Int, outputSize: Int, filter: ResampleFilter, outputs: Range<Int>) {
             // Pillow passes the box as floats: (in1 - in0) is a float subtraction.
             let in0: Float = 0, in1 = Float(inputSize)
             let scale = Double(in1 - in0) / Double(outputSize)
             let filterScale = max(scale, 1.0)
             let support = filter.support * filterScale
             let size = Int(support.rounded(.up)) * 2 + 1
-            var first = [Int](repeating: 0, count: outputSize)
-            var count = [Int](repeating: 0, count: outputSize)
-            var weights = [Int32](repeating: 0, count: outputSize * size)
+            var first = [Int](repeating: 0, count: outputs.count)
+            var count = [Int](repeating: 0, count: outputs.count)
+            var weights = [Int32](repeating: 0, count: outputs.count * size)
             var k = [Double](repeating: 0, count: size)
             let one = Double(Int32(1) << Resampler.precisionBits)
-            for xx in 0..<outputSize {
+            for xx in outputs {
+                let slot = xx - outputs.lowerBound
                 let center = Double(in0) + (Double(xx) + 0.5) * scale
                 let ss = 1.0 / filterScale
                 var xmin = Int(center - support + 0.5)
@@ -112,14 +119,15 @@ public enum Resampler {
                 for x in 0..<xmax where ww != 0.0 { k[x] /= ww }
                 for x in 0..<xmax {
                     let v = k[x]
-                    weights[xx * size + x] = v < 0 ? Int32(-0.5 + v * one) : Int32(0.5 + v * one)
+                    weights[slot * size + x] = v < 0 ? Int32(-0.5 + v * one) : Int32(0.5 + v * one)
                 }
-                first[xx] = xmin
-                count[xx] = max(0, xmax)
+                first[slot] = xmin
+                count[slot] = max(0, xmax)
             }
             self.size = size
-            self.first = first
-            self.count = count
+            self.outputs = outputs
+            self.firsts = first
+            self.counts = count
             self.weights = weights
         }
     }
@@ -145,13 +153,15 @@ public enum Resampler {
         // as many pixels as the width does; the order changes the rounding between passes.
         let shrink = image.height - height
         let verticalFirst = shrink > 0 && shrink > (image.width - width) * 2
-        let horizontal = needsHorizontal ? Taps(inputSize: image.width, outputSize: width, filter: filter) : nil
-        let vertical = needsVertical ? Taps(inputSize: image.height, outputSize: height, filter: filter) : nil
+        let horizontal = needsHorizontal
+            ? Taps(inputSize: image.width, outputSize: width, filter: filter, outputs: columns) : nil
+        let vertical = needsVertical
+            ? Taps(inputSize: image.height, outputSize: height, filter: filter, outputs: rows) : nil
         if verticalFirst, let v = vertical {
             // Only the input columns the horizontal window reads.
             let sourceColumns: Range<Int>
             if let h = horizontal {
-                sourceColumns = h.first[columns.lowerBound]..<(h.first[columns.upperBound - 1] + h.count[columns.upperBound - 1])
+                sourceColumns = h.first(columns.lowerBound)..<(h.first(columns.upperBound - 1) + h.count(columns.upperBound - 1))
             } else {
                 sourceColumns = columns
             }
@@ -164,7 +174,7 @@ public enum Resampler {
         // Horizontal first, over only the source rows the vertical pass reads.
         let sourceRows: Range<Int>
         if let v = vertical {
-            sourceRows = v.first[rows.lowerBound]..<(v.first[rows.upperBound - 1] + v.count[rows.upperBound - 1])
+            sourceRows = v.first(rows.lowerBound)..<(v.first(rows.upperBound - 1) + v.count(rows.upperBound - 1))
         } else {
             sourceRows = rows
         }
@@ -197,8 +207,8 @@ public enum Resampler {
                     for y in rows {
                         let row = y * image.width * 3
                         for xx in columns {
-                            let first = taps.first[xx] - firstColumn, count = taps.count[xx]
-                            let k = xx * taps.size
+                            let first = taps.first(xx) - firstColumn, count = taps.count(xx)
+                            let k = taps.offset(xx)
                             var r = half, g = half, b = half
                             var p = row + first * 3
                             for x in 0..<count {
@@ -232,8 +242,8 @@ public enum Resampler {
                     out.withUnsafeMutableBufferPointer { dst in
                         for (n, yy) in rows.enumerated() {
                             for i in 0..<stride { acc[i] = half }
-                            let first = taps.first[yy] - firstRow, k = yy * taps.size
-                            for y in 0..<taps.count[yy] {
+                            let first = taps.first(yy) - firstRow, k = taps.offset(yy)
+                            for y in 0..<taps.count(yy) {
                                 let w = weights[k + y]
                                 let row = (first + y) * stride
                                 for i in 0..<stride { acc[i] &+= Int32(src[row + i]) &* w }

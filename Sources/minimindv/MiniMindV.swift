@@ -14,6 +14,7 @@ struct MiniMindV: AsyncParsableCommand {
             // One line per subcommand; each lives in its own file.
             Convert.self,
             Inspect.self,
+            Preprocess.self,
         ]
     )
 }

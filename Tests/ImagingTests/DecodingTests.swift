@@ -15,7 +15,7 @@ import TestSupport
     @Test func expectationsAreComplete() throws {
         let e = try Expectations.load()
         #expect(e.shared.count == 22)  // 16 in shared/minimind/images + 6 fixture copies
-        #expect(e.files.count >= 58)
+        #expect(e.files.count >= 60)
         #expect(e.resize.count >= 280)
         let jpegs = try FileManager.default.contentsOfDirectory(atPath: Fixtures.minimind.appendingPathComponent("images").path)
         for name in jpegs { #expect(e.shared["images/\(name)"] != nil, "no Pillow hash for \(name)") }
@@ -92,7 +92,8 @@ import TestSupport
         #expect(throws: error) { try ImageDecoder.decode(bytes) }
     }
 
-    @Test(arguments: ["truncated-half.jpg", "truncated-header.jpg", "truncated-progressive.jpg", "truncated.png"])
+    @Test(arguments: ["truncated-half.jpg", "truncated-header.jpg", "truncated-progressive.jpg", "truncated.png",
+                      "missing-eoi.jpg", "missing-eoi-progressive.jpg"])
     func truncatedFileIsAnError(_ name: String) throws {
         // Pillow refuses these too ("image file is truncated"); we do not grey-fill.
         #expect(Expectations.loaded.files[name]?.pillow_error != nil)

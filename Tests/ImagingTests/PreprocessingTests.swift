@@ -50,7 +50,7 @@ import TestSupport
         let image = try ImageDecoder.decode(contentsOf: folder.appendingPathComponent("images/\(name).jpg"),
                                             options: DecodeOptions(appliesExifOrientation: false))
         let preprocessor = try ImagePreprocessor(settings: Self.settings(generation))
-        let resized = preprocessor.resizedImage(image)
+        let resized = try preprocessor.resizedImage(image)
         let expected = try NPYArray(contentsOf: folder.appendingPathComponent("ref-images/\(name)/resized_u8.npy"))
         #expect(expected.shape == [3, resized.height, resized.width])
         // (3, H, W) planes against our interleaved pixels.
@@ -99,6 +99,19 @@ import TestSupport
         }
     }
 
+    /// A strip whose shortest-edge resize would be 224 x 8960000 without a crop is refused;
+    /// with the crop only the 224 x 224 window is computed.
+    @Test func hugeResizeWithoutCropIsRefused() throws {
+        let strip = try RGBImage(width: 40000, height: 1, pixels: [UInt8](repeating: 77, count: 120_000))
+        var settings = PreprocessSettings.clip
+        settings.centerCrop = nil
+        #expect(throws: ImageError.tooLarge(width: 8_960_000, height: 224, limitPixels: 40_000_000)) {
+            try ImagePreprocessor(settings: settings).resizedImage(strip)
+        }
+        let cropped = try ImagePreprocessor(settings: .clip).resizedImage(strip)
+        #expect(cropped.width == 224 && cropped.height == 224 && cropped.pixels.allSatisfy { $0 == 77 })
+    }
+
     /// A 1x1 image scaled up is one flat colour: every output value is the input's.
     @Test(arguments: [ResampleFilter.bilinear, .bicubic, .lanczos])
     func singlePixelScalesToAFlatImage(_ filter: ResampleFilter) throws {
@@ -127,5 +140,35 @@ import TestSupport
         // (v / 255 - 0.5) / 0.5, channel planes R, G, B.
         let expected: [Float] = [-1, 1, Float(128.0 / 255.0) * 2 - 1, -1, 1, Float(51.0 / 255.0) * 2 - 1]
         for (a, b) in zip(values.values, expected) { #expect(abs(a - b) < 1e-6) }
+    }
+}
+
+@Suite struct ModelFileSettingsTests {
+    /// The values the converter stores in the model file give the same settings as the JSON,
+    /// including the float32 rescale factor read back as exactly 1/255.
+    @Test func modelFileValuesGiveTheProcessorSettings() throws {
+        let clip = try PreprocessSettings(resizeMode: "shortest_edge", size: [224], cropSize: [224, 224], resample: 3,
+                                          rescaleFactor: Float(1.0 / 255.0),
+                                          mean: [0.48145466, 0.4578275, 0.40821073],
+                                          std: [0.26862954, 0.26130258, 0.27577711])
+        #expect(clip == .clip)
+        let siglip = try PreprocessSettings(resizeMode: "exact", size: [256, 256], cropSize: nil, resample: 2,
+                                            rescaleFactor: Float(1.0 / 255.0), mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5])
+        #expect(siglip == .siglip)
+    }
+
+    @Test func inconsistentModelFileValuesAreRefused() {
+        #expect(throws: ImageError.self) {
+            try PreprocessSettings(resizeMode: "exact", size: [224], cropSize: nil, resample: 2,
+                                   rescaleFactor: 1, mean: [0, 0, 0], std: [1, 1, 1])
+        }
+        #expect(throws: ImageError.self) {
+            try PreprocessSettings(resizeMode: "shortest_edge", size: [224], cropSize: [224], resample: 3,
+                                   rescaleFactor: 1, mean: [0, 0, 0], std: [1, 1, 1])
+        }
+        #expect(throws: ImageError.self) {
+            try PreprocessSettings(resizeMode: "shortest_edge", size: [224], cropSize: nil, resample: 7,
+                                   rescaleFactor: 1, mean: [0, 0, 0], std: [1, 1, 1])
+        }
     }
 }

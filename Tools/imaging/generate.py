@@ -181,6 +181,8 @@ def main():
     save("truncated-header.jpg", base[:100])
     prog = (IMAGES / "progressive-420.jpg").read_bytes()
     save("truncated-progressive.jpg", prog[: len(prog) * 2 // 3])
+    save("missing-eoi.jpg", base[:-2])  # everything but the final EOI marker
+    save("missing-eoi-progressive.jpg", prog[:-2])
     sos = base.index(b"\xff\xda")
     save("corrupt-header.jpg", base[:20] + bytes(rng.integers(0, 256, sos - 20, dtype=np.uint8)) + base[sos:])
     huge = bytearray(base)
