@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "TestSupport"]),
         .testTarget(name: "ConversionTests", dependencies: ["Conversion", "Formats", "TestSupport"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "TestSupport"]),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Conversion", "Formats", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Model", "Conversion", "TestSupport"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"]),

@@ -16,6 +16,7 @@ struct MiniMindV: AsyncParsableCommand {
             Inspect.self,
             Tokenize.self,
             RenderTemplate.self,
+            Preprocess.self,
         ]
     )
 }
