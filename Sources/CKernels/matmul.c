@@ -1,0 +1,177 @@
+// Small-m products y[m, rows] = x[m, cols] · W^T with W in F32, F16, BF16 or Q8_0.
+//
+// Decode multiplies 1..16 activation rows by every weight matrix, so the time goes into reading
+// W: the kernels stream each weight once per group of up to CK_TILE_M x-rows, widen it to float32
+// in registers (exact for all three formats) and accumulate in float32 with FMA. The only
+// difference from a float32 product of the expanded weights is the summation order.
+#include "ckernels.h"
+#include "ck_internal.h"
+
+#include <string.h>
+
+#define CK_TILE_R 4
+#define CK_TILE_M 4
+
+static inline float ck_weight_at(int fmt, const uint8_t *row, size_t k) {
+    switch (fmt) {
+    case CK_FORMAT_F32: { float v; memcpy(&v, row + 4 * k, 4); return v; }
+    case CK_FORMAT_F16: { uint16_t h; memcpy(&h, row + 2 * k, 2); return ck_f16_to_f32_scalar(h); }
+    case CK_FORMAT_BF16: { uint16_t h; memcpy(&h, row + 2 * k, 2); uint32_t u = (uint32_t)h << 16; float v; memcpy(&v, &u, 4); return v; }
+    default: {
+        const uint8_t *blk = row + (k / 32) * CK_Q8_0_BLOCK_BYTES;
+        uint16_t dh; memcpy(&dh, blk, 2);
+        return (float)(int8_t)blk[2 + k % 32] * ck_f16_to_f32_scalar(dh);
+    }
+    }
+}
+
+// ---- Portable path ---------------------------------------------------------------------------
+
+static void rows_portable(int fmt, const uint8_t *w, size_t rb, size_t cols, const float *x,
+                          size_t ldx, size_t m, float *y, size_t ldy, size_t r0, size_t r1) {
+    float wrow[256];
+    for (size_t r = r0; r < r1; r++) {
+        const uint8_t *row = w + r * rb;
+        float acc[16];
+        for (size_t i0 = 0; i0 < m; i0 += 16) {
+            size_t mg = m - i0 < 16 ? m - i0 : 16;
+            for (size_t i = 0; i < mg; i++) acc[i] = 0.0f;
+            // Expand a chunk of the row once, then use it for every x-row of the group.
+            for (size_t k0 = 0; k0 < cols; k0 += 256) {
+                size_t kc = cols - k0 < 256 ? cols - k0 : 256;
+                for (size_t k = 0; k < kc; k++) wrow[k] = ck_weight_at(fmt, row, k0 + k);
+                for (size_t i = 0; i < mg; i++) {
+                    const float *xr = x + (i0 + i) * ldx + k0;
+                    float s = 0.0f;
+                    for (size_t k = 0; k < kc; k++) s += wrow[k] * xr[k];
+                    acc[i] += s;
+                }
+            }
+            for (size_t i = 0; i < mg; i++) y[(i0 + i) * ldy + r] = acc[i];
+        }
+    }
+}
+
+#if CK_X86
+#include <immintrin.h>
+
+// ---- AVX2 + FMA + F16C: 8 lanes ----------------------------------------------------------------
+#define CK_T CK_T_AVX2
+#define V __m256
+#define VL 8
+#define FN(name) name##_avx2
+#define VZERO() _mm256_setzero_ps()
+#define VSET1(f) _mm256_set1_ps(f)
+#define VMUL(a, b) _mm256_mul_ps(a, b)
+#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VLOAD_F32(p) _mm256_loadu_ps(p)
+#define VLOAD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define VLOAD_BF16(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
+#define VLOAD_I8(p) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
+CK_T static inline float reduce_avx2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+#define VREDUCE(v) reduce_avx2(v)
+#include "matmul_tile.h"
+#undef CK_T
+#undef V
+#undef VL
+#undef FN
+#undef VZERO
+#undef VSET1
+#undef VMUL
+#undef VFMA
+#undef VLOAD_F32
+#undef VLOAD_F16
+#undef VLOAD_BF16
+#undef VLOAD_I8
+#undef VREDUCE
+
+// ---- AVX-512: 16 lanes -----------------------------------------------------------------------
+#define CK_T CK_T_AVX512
+#define V __m512
+#define VL 16
+#define FN(name) name##_avx512
+#define VZERO() _mm512_setzero_ps()
+#define VSET1(f) _mm512_set1_ps(f)
+#define VMUL(a, b) _mm512_mul_ps(a, b)
+#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VLOAD_F32(p) _mm512_loadu_ps(p)
+#define VLOAD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define VLOAD_BF16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
+#define VLOAD_I8(p) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p))))
+#define VREDUCE(v) _mm512_reduce_add_ps(v)
+#include "matmul_tile.h"
+#undef CK_T
+#undef V
+#undef VL
+#undef FN
+#undef VZERO
+#undef VSET1
+#undef VMUL
+#undef VFMA
+#undef VLOAD_F32
+#undef VLOAD_F16
+#undef VLOAD_BF16
+#undef VLOAD_I8
+#undef VREDUCE
+#endif
+
+int ck_matmul_rows(int isa, int format, const void *w, size_t cols, const float *x, size_t ldx,
+                   size_t m, float *y, size_t ldy, size_t row_begin, size_t row_end) {
+    size_t rb = ck_row_bytes(format, cols);
+    if (rb == 0 && cols != 0) return -1;
+    if (row_end <= row_begin || m == 0) return 0;
+    if (cols == 0) {
+        for (size_t i = 0; i < m; i++)
+            for (size_t r = row_begin; r < row_end; r++) y[i * ldy + r] = 0.0f;
+        return 0;
+    }
+    switch (ck_isa_clamp(isa)) {
+#if CK_X86
+    case CK_ISA_AVX512: rows_avx512(format, w, rb, cols, x, ldx, m, y, ldy, row_begin, row_end); break;
+    case CK_ISA_AVX2: rows_avx2(format, w, rb, cols, x, ldx, m, y, ldy, row_begin, row_end); break;
+#endif
+    default: rows_portable(format, w, rb, cols, x, ldx, m, y, ldy, row_begin, row_end); break;
+    }
+    return 0;
+}
+
+// ---- Threaded entry --------------------------------------------------------------------------
+
+typedef struct {
+    int isa, format;
+    const void *w;
+    size_t rows, cols, ldx, m, ldy, chunk;
+    const float *x;
+    float *y;
+} matmul_job;
+
+static void matmul_task(void *context, size_t task, size_t ntasks) {
+    (void)ntasks;
+    const matmul_job *j = context;
+    size_t r0 = task * j->chunk;
+    size_t r1 = r0 + j->chunk < j->rows ? r0 + j->chunk : j->rows;
+    ck_matmul_rows(j->isa, j->format, j->w, j->cols, j->x, j->ldx, j->m, j->y, j->ldy, r0, r1);
+}
+
+int ck_matmul(ck_pool *pool, int isa, int format, const void *w, size_t rows, size_t cols,
+              const float *x, size_t ldx, size_t m, float *y, size_t ldy) {
+    if (ck_row_bytes(format, cols) == 0 && cols != 0) return -1;
+    int threads = pool ? ck_pool_threads(pool) : 1;
+    // Below ~64 KiB of weights, waking the other thread costs more than it saves.
+    size_t bytes = rows * ck_row_bytes(format, cols) * (m < 4 ? 1 : m / 4);
+    if (threads <= 1 || rows < 2 * CK_TILE_R || bytes < 65536)
+        return ck_matmul_rows(isa, format, w, cols, x, ldx, m, y, ldy, 0, rows);
+    // A few tasks per thread so that a thread delayed by another process is covered by the rest.
+    size_t ntasks = (size_t)threads * 4;
+    size_t chunk = (rows + ntasks - 1) / ntasks;
+    chunk = (chunk + CK_TILE_R - 1) / CK_TILE_R * CK_TILE_R;
+    ntasks = (rows + chunk - 1) / chunk;
+    matmul_job job = {isa, format, w, rows, cols, ldx, m, ldy, chunk, x, y};
+    ck_pool_run(pool, matmul_task, &job, ntasks);
+    return 0;
+}
