@@ -1,0 +1,167 @@
+// kernels-bench: low-precision small-m products against OpenBLAS sgemv/sgemm, same run.
+//
+//   swift build -c release --product kernels-bench && .build/release/kernels-bench [--quick] [--hot]
+//
+// Each measurement cycles through enough copies of the matrix to exceed the L3 cache (96 MiB), so
+// weights stream from DRAM as in decode of a whole model; `--hot` reuses one copy instead.
+// Prints median µs per call, GFLOP/s (2*m*rows*cols) and GB/s of weight bytes.
+import CKernels
+import COpenBLAS
+import Dispatch
+import Foundation
+import Kernels
+
+let arguments = CommandLine.arguments
+let quick = arguments.contains("--quick")
+let hot = arguments.contains("--hot")
+let shapes: [(name: String, rows: Int, cols: Int)] = [
+    ("768x768", 768, 768), ("2048x768", 2048, 768), ("768x2048", 768, 2048), ("6400x768 (LM head)", 6400, 768),
+]
+let batchSizes = quick ? [1, 8] : [1, 4, 8]
+let threadCounts = [1, 2]
+let streamBytes = hot ? 0 : 96 << 20
+
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
+
+/// Median seconds per call over 5 slices of ~`budget`/5 each.
+func measure(budget: Double = quick ? 0.15 : 0.3, _ call: (Int) -> Void) -> Double {
+    var i = 0
+    for _ in 0..<3 { call(i); i += 1 }  // warm up (and fault in pages)
+    var rates: [Double] = []
+    for _ in 0..<5 {
+        let start = now()
+        var calls = 0
+        repeat { call(i); i += 1; calls += 1 } while now() - start < budget / 5
+        rates.append((now() - start) / Double(calls))
+    }
+    return rates.sorted()[2]
+}
+
+func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
+    var s = seed | 1
+    return (0..<count).map { _ in
+        s ^= s << 13; s ^= s >> 7; s ^= s << 17
+        return Float(Int64(s >> 40) - (1 << 23)) / Float(1 << 23) * 0.05
+    }
+}
+
+struct Row {
+    var shape: String, m: Int, kernel: String, threads: Int, seconds: Double, flops: Double, bytes: Int
+    var gflops: Double { flops / seconds / 1e9 }
+    var gbs: Double { Double(bytes) / seconds / 1e9 }
+}
+
+var rows: [Row] = []
+let corename = openblas_get_corename().map { String(cString: $0) } ?? "?"
+print("# kernels-bench: path \(KernelPath.best), OpenBLAS core \(corename), weights \(hot ? "hot (one copy, cache-resident when small)" : "streamed from DRAM (96 MiB of copies)")")
+print("")
+print("| shape | m | kernel | threads | µs/call | GFLOP/s | GB/s weights |")
+print("|---|---|---|---|---|---|---|")
+
+func report(_ row: Row) {
+    rows.append(row)
+    print("| \(row.shape) | \(row.m) | \(row.kernel) | \(row.threads) | \(String(format: "%.1f", row.seconds * 1e6)) | \(String(format: "%.1f", row.gflops)) | \(String(format: "%.1f", row.gbs)) |")
+    fflush(nil)
+}
+
+let pools = [1: ComputePool(threads: 1), 2: ComputePool(threads: 2)]
+
+for shape in shapes {
+    let weights = randomFloats(shape.rows * shape.cols, seed: UInt64(shape.rows))
+    let matrixF32 = try QuantizedMatrix(converting: weights, rows: shape.rows, columns: shape.cols, to: .float32)
+    let copiesF32 = max(1, streamBytes / matrixF32.byteCount + 1)
+    // F32 copies for BLAS: one contiguous buffer of `copies` matrices.
+    var blasWeights = [Float](repeating: 0, count: copiesF32 * weights.count)
+    for c in 0..<copiesF32 { blasWeights.replaceSubrange((c * weights.count)..<((c + 1) * weights.count), with: weights) }
+    var matrices: [WeightFormat: [QuantizedMatrix]] = [:]
+    for format in WeightFormat.allCases {
+        let one = try QuantizedMatrix(converting: weights, rows: shape.rows, columns: shape.cols, to: format)
+        let copies = max(1, streamBytes / one.byteCount + 1)
+        matrices[format] = [one] + (1..<copies).map { _ in
+            try! one.withUnsafeBytes { try QuantizedMatrix(format: format, rows: shape.rows, columns: shape.cols, bytes: Array($0)) }
+        }
+    }
+    for m in batchSizes {
+        let x = randomFloats(m * shape.cols, seed: 99)
+        var y = [Float](repeating: 0, count: m * shape.rows)
+        let flops = 2.0 * Double(m * shape.rows * shape.cols)
+        for threads in threadCounts {
+            openblas_set_num_threads(Int32(threads))
+            let seconds = x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    blasWeights.withUnsafeBufferPointer { wp in
+                        measure { i in
+                            let w = wp.baseAddress! + (i % copiesF32) * weights.count
+                            if m == 1 {
+                                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(shape.rows), Int32(shape.cols), 1, w,
+                                            Int32(shape.cols), xp.baseAddress!, 1, 0, yp.baseAddress!, 1)
+                            } else {
+                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(shape.rows),
+                                            Int32(shape.cols), 1, xp.baseAddress!, Int32(shape.cols), w,
+                                            Int32(shape.cols), 0, yp.baseAddress!, Int32(shape.rows))
+                            }
+                        }
+                    }
+                }
+            }
+            report(Row(shape: shape.name, m: m, kernel: m == 1 ? "openblas sgemv f32" : "openblas sgemm f32",
+                       threads: threads, seconds: seconds, flops: flops, bytes: weights.count * 4))
+        }
+        openblas_set_num_threads(1)
+        for format in WeightFormat.allCases {
+            let list = matrices[format]!
+            for threads in threadCounts {
+                let pool = pools[threads]!
+                let seconds = x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        measure { i in list[i % list.count].multiply(xp.baseAddress!, rows: m, into: yp.baseAddress!, pool: pool) }
+                    }
+                }
+                report(Row(shape: shape.name, m: m, kernel: "ours \(format)", threads: threads, seconds: seconds,
+                           flops: flops, bytes: list[0].byteCount))
+            }
+        }
+        // The same kernel split over Dispatch instead of the spinning pool (2 threads).
+        if m == 1 || m == 8 {
+            for format in [WeightFormat.float16, .q8_0] {
+                let list = matrices[format]!
+                let half = (shape.rows / 2 + 3) / 4 * 4
+                let seconds = x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        let xb = xp.baseAddress!, yb = yp.baseAddress!
+                        return measure { i in
+                            list[i % list.count].withUnsafeBytes { w in
+                                DispatchQueue.concurrentPerform(iterations: 2) { t in
+                                    _ = ck_matmul_rows(-1, Int32(format.ggmlType), w.baseAddress, shape.cols, xb, shape.cols, m,
+                                                       yb, shape.rows, t == 0 ? 0 : half, t == 0 ? half : shape.rows)
+                                }
+                            }
+                        }
+                    }
+                }
+                report(Row(shape: shape.name, m: m, kernel: "ours \(format) via concurrentPerform", threads: 2,
+                           seconds: seconds, flops: flops, bytes: list[0].byteCount))
+            }
+        }
+    }
+}
+
+// Ratios to OpenBLAS at the same thread count.
+print("")
+print("Speed-up over OpenBLAS f32 at the same threads (time ratio):")
+print("")
+print("| shape | m | threads | f32 | f16 | bf16 | q8_0 |")
+print("|---|---|---|---|---|---|---|")
+for shape in shapes {
+    for m in batchSizes {
+        for threads in threadCounts {
+            let sel = rows.filter { $0.shape == shape.name && $0.m == m && $0.threads == threads }
+            guard let blas = sel.first(where: { $0.kernel.hasPrefix("openblas") }) else { continue }
+            let cells = WeightFormat.allCases.map { f -> String in
+                guard let r = sel.first(where: { $0.kernel == "ours \(f)" }) else { return "-" }
+                return String(format: "%.2fx", blas.seconds / r.seconds)
+            }
+            print("| \(shape.name) | \(m) | \(threads) | " + cells.joined(separator: " | ") + " |")
+        }
+    }
+}
