@@ -58,7 +58,7 @@ print("")
 print("| shape | m | kernel | threads | µs/call | GFLOP/s | GB/s weights |")
 print("|---|---|---|---|---|---|---|")
 
-func report(_ row: Row) {
+@MainActor func report(_ row: Row) {
     rows.append(row)
     print("| \(row.shape) | \(row.m) | \(row.kernel) | \(row.threads) | \(String(format: "%.1f", row.seconds * 1e6)) | \(String(format: "%.1f", row.gflops)) | \(String(format: "%.1f", row.gbs)) |")
     fflush(nil)
@@ -131,9 +131,13 @@ for shape in shapes {
                         let xb = xp.baseAddress!, yb = yp.baseAddress!
                         return measure { i in
                             list[i % list.count].withUnsafeBytes { w in
+                                // Addresses cross into the Sendable closure as integers.
+                                let wa = Int(bitPattern: w.baseAddress), xa = Int(bitPattern: xb), ya = Int(bitPattern: yb)
                                 DispatchQueue.concurrentPerform(iterations: 2) { t in
-                                    _ = ck_matmul_rows(-1, Int32(format.ggmlType), w.baseAddress, shape.cols, xb, shape.cols, m,
-                                                       yb, shape.rows, t == 0 ? 0 : half, t == 0 ? half : shape.rows)
+                                    _ = ck_matmul_rows(-1, Int32(format.ggmlType), UnsafeRawPointer(bitPattern: wa), shape.cols,
+                                                       UnsafePointer<Float>(bitPattern: xa), shape.cols, m,
+                                                       UnsafeMutablePointer<Float>(bitPattern: ya), shape.rows,
+                                                       t == 0 ? 0 : half, t == 0 ? half : shape.rows)
                                 }
                             }
                         }
