@@ -37,6 +37,7 @@ int ck_isa_best(void) {
 
 int ck_isa_clamp(int isa) {
     int best = ck_isa_best();
+    if (isa == CK_ISA_AVX512_BF16 && best == CK_ISA_AVX512 && ck_cpu_has_avx512bf16()) return isa;
     return (isa < 0 || isa > best) ? best : isa;
 }
 

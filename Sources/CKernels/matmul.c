@@ -9,8 +9,10 @@
 
 #include <string.h>
 
-#define CK_TILE_R 4
-#define CK_TILE_M 4
+#include <stdlib.h>
+
+#define CK_TILE_R 4 // largest R of a tile (accumulator array bound)
+#define CK_TILE_M 4 // largest M of a tile
 
 static inline float ck_weight_at(int fmt, const uint8_t *row, size_t k) {
     switch (fmt) {
@@ -120,6 +122,80 @@ CK_T static inline float reduce_avx2(__m256 v) {
 #undef VREDUCE
 #endif
 
+#if CK_X86
+// ---- AVX512_BF16: W (bf16) against x rounded to bf16, 32 products per vdpbf16ps ----------------
+// Adjacent k of a row-major BF16 row are exactly the pairs vdpbf16ps sums, so W needs no
+// conversion at all and each instruction does twice the work of a float32 FMA.
+CK_T_AVX512BF16 static inline __attribute__((always_inline)) void
+tile_bf16dot(const int R, const int M, const uint16_t *w, size_t ldw, size_t cols, const uint16_t *xb,
+             size_t ldxb, float *y, size_t ldy) {
+    __m512 acc[CK_TILE_R][CK_TILE_M];
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < M; i++) acc[r][i] = _mm512_setzero_ps();
+    size_t k = 0;
+    for (; k + 32 <= cols; k += 32) {
+        __m512bh wv[CK_TILE_R];
+        for (int r = 0; r < R; r++) wv[r] = (__m512bh)_mm512_loadu_si512(w + r * ldw + k);
+        for (int i = 0; i < M; i++) {
+            __m512bh xv = (__m512bh)_mm512_loadu_si512(xb + i * ldxb + k);
+            for (int r = 0; r < R; r++) acc[r][i] = _mm512_dpbf16_ps(acc[r][i], wv[r], xv);
+        }
+    }
+    if (k < cols) { // zero-filled tail: zeros add nothing
+        __mmask32 mask = (__mmask32)((1ull << (cols - k)) - 1);
+        __m512bh wv[CK_TILE_R];
+        for (int r = 0; r < R; r++) wv[r] = (__m512bh)_mm512_maskz_loadu_epi16(mask, w + r * ldw + k);
+        for (int i = 0; i < M; i++) {
+            __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(mask, xb + i * ldxb + k);
+            for (int r = 0; r < R; r++) acc[r][i] = _mm512_dpbf16_ps(acc[r][i], wv[r], xv);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < M; i++) y[i * ldy + r] = _mm512_reduce_add_ps(acc[r][i]);
+}
+
+#define CK_BF16DOT_CASES(RR)                                                                \
+    switch (mg) {                                                                           \
+    case 1: tile_bf16dot(RR, 1, wr, cols, cols, xi, cols, yi, ldy); break;                  \
+    case 2: tile_bf16dot(RR, 2, wr, cols, cols, xi, cols, yi, ldy); break;                  \
+    case 3: tile_bf16dot(RR, 3, wr, cols, cols, xi, cols, yi, ldy); break;                  \
+    default: tile_bf16dot(RR, 4, wr, cols, cols, xi, cols, yi, ldy); break;                 \
+    }
+
+/// xb: m rows of `cols` bf16, densely packed.
+CK_T_AVX512BF16 static void rows_bf16dot(const uint16_t *w, size_t cols, const uint16_t *xb, size_t m,
+                                         float *y, size_t ldy, size_t r0, size_t r1) {
+    size_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        const uint16_t *wr = w + r * cols;
+        for (size_t i0 = 0; i0 < m; i0 += 4) {
+            size_t mg = m - i0 < 4 ? m - i0 : 4;
+            const uint16_t *xi = xb + i0 * cols;
+            float *yi = y + i0 * ldy + r;
+            CK_BF16DOT_CASES(4)
+        }
+    }
+    for (; r < r1; r++) {
+        const uint16_t *wr = w + r * cols;
+        for (size_t i0 = 0; i0 < m; i0 += 4) {
+            size_t mg = m - i0 < 4 ? m - i0 : 4;
+            const uint16_t *xi = xb + i0 * cols;
+            float *yi = y + i0 * ldy + r;
+            CK_BF16DOT_CASES(1)
+        }
+    }
+}
+#undef CK_BF16DOT_CASES
+#endif
+
+/// x rounded to bf16, densely packed (m rows of cols), or NULL when out of memory.
+static uint16_t *round_x_to_bf16(const float *x, size_t ldx, size_t m, size_t cols) {
+    uint16_t *xb = malloc(m * cols * sizeof(uint16_t) + 64);
+    if (!xb) return NULL;
+    for (size_t i = 0; i < m; i++) ck_f32_to_bf16(x + i * ldx, xb + i * cols, cols);
+    return xb;
+}
+
 int ck_matmul_rows(int isa, int format, const void *w, size_t cols, const float *x, size_t ldx,
                    size_t m, float *y, size_t ldy, size_t row_begin, size_t row_end) {
     size_t rb = ck_row_bytes(format, cols);
@@ -130,8 +206,20 @@ int ck_matmul_rows(int isa, int format, const void *w, size_t cols, const float 
             for (size_t r = row_begin; r < row_end; r++) y[i * ldy + r] = 0.0f;
         return 0;
     }
-    switch (ck_isa_clamp(isa)) {
+    int path = ck_isa_clamp(isa);
 #if CK_X86
+    if (path == CK_ISA_AVX512_BF16 && format == CK_FORMAT_BF16) {
+        uint16_t *xb = round_x_to_bf16(x, ldx, m, cols);
+        if (xb) {
+            rows_bf16dot(w, cols, xb, m, y, ldy, row_begin, row_end);
+            free(xb);
+            return 0;
+        }
+    }
+#endif
+    switch (path) {
+#if CK_X86
+    case CK_ISA_AVX512_BF16:
     case CK_ISA_AVX512: rows_avx512(format, w, rb, cols, x, ldx, m, y, ldy, row_begin, row_end); break;
     case CK_ISA_AVX2: rows_avx2(format, w, rb, cols, x, ldx, m, y, ldy, row_begin, row_end); break;
 #endif
@@ -148,6 +236,7 @@ typedef struct {
     size_t rows, cols, ldx, m, ldy, chunk;
     const float *x;
     float *y;
+    const uint16_t *xb; // x rounded to bf16 once for all tasks (CK_ISA_AVX512_BF16 with BF16 W)
 } matmul_job;
 
 static void matmul_task(void *context, size_t task, size_t ntasks) {
@@ -155,6 +244,9 @@ static void matmul_task(void *context, size_t task, size_t ntasks) {
     const matmul_job *j = context;
     size_t r0 = task * j->chunk;
     size_t r1 = r0 + j->chunk < j->rows ? r0 + j->chunk : j->rows;
+#if CK_X86
+    if (j->xb) { rows_bf16dot(j->w, j->cols, j->xb, j->m, j->y, j->ldy, r0, r1); return; }
+#endif
     ck_matmul_rows(j->isa, j->format, j->w, j->cols, j->x, j->ldx, j->m, j->y, j->ldy, r0, r1);
 }
 
@@ -164,14 +256,17 @@ int ck_matmul(ck_pool *pool, int isa, int format, const void *w, size_t rows, si
     int threads = pool ? ck_pool_threads(pool) : 1;
     // Below ~64 KiB of weights, waking the other thread costs more than it saves.
     size_t bytes = rows * ck_row_bytes(format, cols) * (m < 4 ? 1 : m / 4);
-    if (threads <= 1 || rows < 2 * CK_TILE_R || bytes < 65536)
+    if (threads <= 1 || rows < 8 || bytes < 65536)
         return ck_matmul_rows(isa, format, w, cols, x, ldx, m, y, ldy, 0, rows);
     // A few tasks per thread so that a thread delayed by another process is covered by the rest.
     size_t ntasks = (size_t)threads * 4;
     size_t chunk = (rows + ntasks - 1) / ntasks;
-    chunk = (chunk + CK_TILE_R - 1) / CK_TILE_R * CK_TILE_R;
+    chunk = (chunk + 3) / 4 * 4; // whole tiles
     ntasks = (rows + chunk - 1) / chunk;
-    matmul_job job = {isa, format, w, rows, cols, ldx, m, ldy, chunk, x, y};
+    matmul_job job = {isa, format, w, rows, cols, ldx, m, ldy, chunk, x, y, NULL};
+    uint16_t *xb = NULL;
+    if (format == CK_FORMAT_BF16 && ck_isa_clamp(isa) == CK_ISA_AVX512_BF16) job.xb = xb = round_x_to_bf16(x, ldx, m, cols);
     ck_pool_run(pool, matmul_task, &job, ntasks);
+    free(xb);
     return 0;
 }

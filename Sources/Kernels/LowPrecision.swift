@@ -74,12 +74,18 @@ public enum KernelPath: Int32, Sendable, CaseIterable, Comparable, CustomStringC
     case avx2 = 1
     /// AVX-512 F/BW/VL/DQ.
     case avx512 = 2
+    /// AVX-512 with AVX512_BF16 dot products for `.bfloat16` weights: x is rounded to bfloat16
+    /// first (up to 2^-9 relative error per x value; about doubles the BF16 product error), for
+    /// twice the arithmetic rate. Opt-in only; other formats run as `.avx512`.
+    case avx512bf16 = 3
 
-    /// The best path this CPU supports.
+    /// The best exact path this CPU supports (never `.avx512bf16`, which rounds x).
     public static var best: KernelPath { KernelPath(rawValue: ck_isa_best()) ?? .portable }
     /// Every path this CPU can run, slowest first.
-    public static var available: [KernelPath] { allCases.filter { $0 <= best } }
-    /// Whether the CPU has AVX512_BF16 and AVX512_VNNI (reported by benchmarks; not yet used).
+    public static var available: [KernelPath] {
+        allCases.filter { $0 <= best && $0 != .avx512bf16 } + (best == .avx512 && hasAVX512BF16 ? [.avx512bf16] : [])
+    }
+    /// Whether the CPU has AVX512_BF16 and AVX512_VNNI.
     public static var hasAVX512BF16: Bool { ck_cpu_has_avx512bf16() != 0 }
     public static var hasAVX512VNNI: Bool { ck_cpu_has_avx512vnni() != 0 }
 
@@ -90,6 +96,7 @@ public enum KernelPath: Int32, Sendable, CaseIterable, Comparable, CustomStringC
         case .portable: "portable"
         case .avx2: "avx2"
         case .avx512: "avx512"
+        case .avx512bf16: "avx512bf16"
         }
     }
 }

@@ -1,6 +1,7 @@
 // kernels-bench: low-precision small-m products against OpenBLAS sgemv/sgemm, same run.
 //
 //   swift build -c release --product kernels-bench && .build/release/kernels-bench [--quick] [--hot]
+//       [--threads 1,2] [--m 1,4,8] [--shape 768x768] [--cpu-time]
 //
 // Each measurement cycles through enough copies of the matrix to exceed the L3 cache (96 MiB), so
 // weights stream from DRAM as in decode of a whole model; `--hot` reuses one copy instead.
@@ -17,24 +18,41 @@ let hot = arguments.contains("--hot")
 let shapes: [(name: String, rows: Int, cols: Int)] = [
     ("768x768", 768, 768), ("2048x768", 2048, 768), ("768x2048", 768, 2048), ("6400x768 (LM head)", 6400, 768),
 ]
-let batchSizes = quick ? [1, 8] : [1, 4, 8]
-let threadCounts = [1, 2]
+let batchSizes = option("--m").map { $0.split(separator: ",").compactMap { Int($0) } } ?? (quick ? [1, 8] : [1, 4, 8])
+func option(_ name: String) -> String? {
+    guard let i = arguments.firstIndex(of: name), i + 1 < arguments.count else { return nil }
+    return arguments[i + 1]
+}
+let threadCounts = option("--threads").map { $0.split(separator: ",").compactMap { Int($0) } } ?? [1, 2]
+let onlyShape = option("--shape")  // e.g. 768x768
 let streamBytes = hot ? 0 : 96 << 20
 
-func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
+// --cpu-time: time by this thread's CPU time, which leaves out time other processes took from
+// us on a busy machine; only meaningful for 1-thread rows (--threads 1).
+let cpuTime = arguments.contains("--cpu-time")
+func now() -> Double {
+    if cpuTime {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+    return Double(DispatchTime.now().uptimeNanoseconds) * 1e-9
+}
 
-/// Median seconds per call over 5 slices of ~`budget`/5 each.
-func measure(budget: Double = quick ? 0.15 : 0.3, _ call: (Int) -> Void) -> Double {
+/// Seconds per call: (median, best) over 20 slices of ~`budget`/20 each. On a shared machine the
+/// best slice is the one least disturbed by other processes.
+func measure(budget: Double = quick ? 0.2 : 0.4, _ call: (Int) -> Void) -> (median: Double, best: Double) {
     var i = 0
     for _ in 0..<3 { call(i); i += 1 }  // warm up (and fault in pages)
     var rates: [Double] = []
-    for _ in 0..<5 {
+    for _ in 0..<20 {
         let start = now()
         var calls = 0
-        repeat { call(i); i += 1; calls += 1 } while now() - start < budget / 5
+        repeat { call(i); i += 1; calls += 1 } while now() - start < budget / 20
         rates.append((now() - start) / Double(calls))
     }
-    return rates.sorted()[2]
+    rates.sort()
+    return (rates[10], rates[0])
 }
 
 func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
@@ -46,27 +64,31 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
 }
 
 struct Row {
-    var shape: String, m: Int, kernel: String, threads: Int, seconds: Double, flops: Double, bytes: Int
+    var shape: String, m: Int, kernel: String, threads: Int, timing: (median: Double, best: Double), flops: Double, bytes: Int
+    var seconds: Double { timing.best }
     var gflops: Double { flops / seconds / 1e9 }
     var gbs: Double { Double(bytes) / seconds / 1e9 }
 }
 
 var rows: [Row] = []
 let corename = openblas_get_corename().map { String(cString: $0) } ?? "?"
-print("# kernels-bench: path \(KernelPath.best), OpenBLAS core \(corename), weights \(hot ? "hot (one copy, cache-resident when small)" : "streamed from DRAM (96 MiB of copies)")")
+let cpuModel = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+    .split(separator: "\n").first { $0.hasPrefix("model name") }?.split(separator: ":").last?
+    .trimmingCharacters(in: .whitespaces) ?? "?"
+print("# kernels-bench on \(cpuModel): path \(KernelPath.best) (AVX512_BF16 \(KernelPath.hasAVX512BF16), VNNI \(KernelPath.hasAVX512VNNI)), OpenBLAS core \(corename), weights \(hot ? "hot (one copy, cache-resident when small)" : "streamed from DRAM (96 MiB of copies)")")
 print("")
-print("| shape | m | kernel | threads | µs/call | GFLOP/s | GB/s weights |")
-print("|---|---|---|---|---|---|---|")
+print("| shape | m | kernel | threads | µs/call median | µs/call best | GFLOP/s (best) | GB/s weights (best) |")
+print("|---|---|---|---|---|---|---|---|")
 
 @MainActor func report(_ row: Row) {
     rows.append(row)
-    print("| \(row.shape) | \(row.m) | \(row.kernel) | \(row.threads) | \(String(format: "%.1f", row.seconds * 1e6)) | \(String(format: "%.1f", row.gflops)) | \(String(format: "%.1f", row.gbs)) |")
+    print("| \(row.shape) | \(row.m) | \(row.kernel) | \(row.threads) | \(String(format: "%.1f", row.timing.median * 1e6)) | \(String(format: "%.1f", row.timing.best * 1e6)) | \(String(format: "%.1f", row.gflops)) | \(String(format: "%.1f", row.gbs)) |")
     fflush(nil)
 }
 
-let pools = [1: ComputePool(threads: 1), 2: ComputePool(threads: 2)]
+let pools = Dictionary(uniqueKeysWithValues: threadCounts.map { ($0, ComputePool(threads: $0)) })
 
-for shape in shapes {
+for shape in shapes where onlyShape.map({ shape.name.hasPrefix($0) }) ?? true {
     let weights = randomFloats(shape.rows * shape.cols, seed: UInt64(shape.rows))
     let matrixF32 = try QuantizedMatrix(converting: weights, rows: shape.rows, columns: shape.cols, to: .float32)
     let copiesF32 = max(1, streamBytes / matrixF32.byteCount + 1)
@@ -105,7 +127,7 @@ for shape in shapes {
                 }
             }
             report(Row(shape: shape.name, m: m, kernel: m == 1 ? "openblas sgemv f32" : "openblas sgemm f32",
-                       threads: threads, seconds: seconds, flops: flops, bytes: weights.count * 4))
+                       threads: threads, timing: seconds, flops: flops, bytes: weights.count * 4))
         }
         openblas_set_num_threads(1)
         for format in WeightFormat.allCases {
@@ -117,12 +139,12 @@ for shape in shapes {
                         measure { i in list[i % list.count].multiply(xp.baseAddress!, rows: m, into: yp.baseAddress!, pool: pool) }
                     }
                 }
-                report(Row(shape: shape.name, m: m, kernel: "ours \(format)", threads: threads, seconds: seconds,
+                report(Row(shape: shape.name, m: m, kernel: "ours \(format)", threads: threads, timing: seconds,
                            flops: flops, bytes: list[0].byteCount))
             }
         }
         // The same kernel split over Dispatch instead of the spinning pool (2 threads).
-        if m == 1 || m == 8 {
+        if (m == 1 || m == 8) && threadCounts.contains(2) {
             for format in [WeightFormat.float16, .q8_0] {
                 let list = matrices[format]!
                 let half = (shape.rows / 2 + 3) / 4 * 4
@@ -144,7 +166,7 @@ for shape in shapes {
                     }
                 }
                 report(Row(shape: shape.name, m: m, kernel: "ours \(format) via concurrentPerform", threads: 2,
-                           seconds: seconds, flops: flops, bytes: list[0].byteCount))
+                           timing: seconds, flops: flops, bytes: list[0].byteCount))
             }
         }
     }
@@ -152,7 +174,7 @@ for shape in shapes {
 
 // Ratios to OpenBLAS at the same thread count.
 print("")
-print("Speed-up over OpenBLAS f32 at the same threads (time ratio):")
+print("Speed-up over OpenBLAS f32 at the same threads (ratio of best times):")
 print("")
 print("| shape | m | threads | f32 | f16 | bf16 | q8_0 |")
 print("|---|---|---|---|---|---|---|")

@@ -31,6 +31,10 @@ enum {
     CK_ISA_PORTABLE = 0, ///< plain C (compiler-vectorised at the target's baseline)
     CK_ISA_AVX2 = 1,     ///< AVX2 + FMA + F16C (Haswell and newer)
     CK_ISA_AVX512 = 2,   ///< AVX-512 F/BW/VL/DQ (+ F16C)
+    /// AVX-512 plus AVX512_BF16 dot products (vdpbf16ps) for BF16 weights: x is rounded to bfloat16
+    /// first (relative error up to 2^-9 per x value), then products are exact and summed in float32.
+    /// Never chosen by default (-1); other formats run as CK_ISA_AVX512.
+    CK_ISA_AVX512_BF16 = 3,
 };
 
 /// The best path this CPU (and OS) supports.
@@ -81,8 +85,8 @@ void ck_pool_run(ck_pool *pool, ck_task_fn fn, void *context, size_t ntasks);
 
 /// y[i, r] = sum_k x[i, k] * W[r, k] for i < m, r < rows; W is [rows, cols] in `format`.
 /// x rows are `ldx` floats apart, y rows `ldy` floats apart. Rows of W are split over the pool's
-/// threads (pool may be NULL). `isa` is a CK_ISA_* path, clamped to ck_isa_best(); pass -1
-/// for the best. Returns 0, or -1 for an unknown format / Q8_0 cols not a multiple of 32.
+/// threads (pool may be NULL). `isa` is a CK_ISA_* path, clamped to ck_isa_best() (or kept as
+/// CK_ISA_AVX512_BF16 when the CPU has it); pass -1 for the best exact path. Returns 0, or -1 for an unknown format / Q8_0 cols not a multiple of 32.
 int ck_matmul(ck_pool *pool, int isa, int format, const void *w, size_t rows, size_t cols,
               const float *x, size_t ldx, size_t m, float *y, size_t ldy);
 
