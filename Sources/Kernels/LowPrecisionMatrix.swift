@@ -90,6 +90,20 @@ public struct QuantizedMatrix: @unchecked Sendable {
         precondition(rc == 0, "multiply: \(format) matrix with \(columns) columns rejected")
     }
 
+    /// The same product for output rows `outputRows` only, on the calling thread: for callers
+    /// that bring their own parallel-for (e.g. `DispatchQueue.concurrentPerform` over row ranges
+    /// that are multiples of 4). `y` still points at output column 0.
+    public func multiply(_ x: UnsafePointer<Float>, rows m: Int, xStride: Int? = nil,
+                         into y: UnsafeMutablePointer<Float>, yStride: Int? = nil,
+                         outputRows: Range<Int>, path: KernelPath? = nil) {
+        let ldx = xStride ?? columns, ldy = yStride ?? rows
+        precondition(m >= 0 && ldx >= columns && ldy >= rows, "multiply: bad shape m=\(m) ldx=\(ldx) ldy=\(ldy)")
+        precondition(outputRows.lowerBound >= 0 && outputRows.upperBound <= rows, "multiply: \(outputRows) outside 0..<\(rows)")
+        let rc = ck_matmul_rows(path?.rawValue ?? -1, format.tag, storage.base, columns, x, ldx, m, y, ldy,
+                                outputRows.lowerBound, outputRows.upperBound)
+        precondition(rc == 0, "multiply: \(format) matrix with \(columns) columns rejected")
+    }
+
     /// `x · W^T` for `m` rows of `x` (row-major `[m, columns]`); returns `[m, rows]`.
     public func multiply(_ x: [Float], rows m: Int, pool: ComputePool? = nil, path: KernelPath? = nil) -> [Float] {
         precondition(x.count == m * columns, "multiply: \(x.count) values are not \(m) rows of \(columns)")

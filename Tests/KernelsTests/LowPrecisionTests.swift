@@ -152,6 +152,22 @@ private func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
         }
     }
 
+    @Test func rowRangesComposeToTheWholeProduct() throws {
+        let rows = 45, columns = 96, m = 5
+        let matrix = try QuantizedMatrix(converting: randomFloats(rows * columns, seed: 13), rows: rows,
+                                         columns: columns, to: .q8_0)
+        let x = randomFloats(m * columns, seed: 14)
+        var y = [Float](repeating: .nan, count: m * rows)
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                for range in [0..<8, 8..<20, 20..<45] {
+                    matrix.multiply(xp.baseAddress!, rows: m, into: yp.baseAddress!, outputRows: range)
+                }
+            }
+        }
+        #expect(y == matrix.multiply(x, rows: m))
+    }
+
     @Test func stridedRowsReadAndWriteOnlyTheirColumns() throws {
         let rows = 6, columns = 64, m = 3, ldx = 80, ldy = 10
         let matrix = try QuantizedMatrix(converting: randomFloats(rows * columns, seed: 9), rows: rows,

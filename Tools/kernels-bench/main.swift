@@ -1,7 +1,7 @@
 // kernels-bench: low-precision small-m products against OpenBLAS sgemv/sgemm, same run.
 //
 //   swift build -c release --product kernels-bench && .build/release/kernels-bench [--quick] [--hot]
-//       [--threads 1,2] [--m 1,4,8] [--shape 768x768] [--cpu-time]
+//       [--threads 1,2] [--m 1,4,8] [--shape 768x768] [--cpu-time] [--overhead]
 //
 // Each measurement cycles through enough copies of the matrix to exceed the L3 cache (96 MiB), so
 // weights stream from DRAM as in decode of a whole model; `--hot` reuses one copy instead.
@@ -84,6 +84,21 @@ print("|---|---|---|---|---|---|---|---|")
     rows.append(row)
     print("| \(row.shape) | \(row.m) | \(row.kernel) | \(row.threads) | \(String(format: "%.1f", row.timing.median * 1e6)) | \(String(format: "%.1f", row.timing.best * 1e6)) | \(String(format: "%.1f", row.gflops)) | \(String(format: "%.1f", row.gbs)) |")
     fflush(nil)
+}
+
+// --overhead: cost of one empty 2-task job, our pool against Dispatch.
+if arguments.contains("--overhead") {
+    let pool = ComputePool(threads: 2)
+    let sink = UnsafeMutablePointer<Int>.allocate(capacity: 2)
+    defer { sink.deallocate() }
+    let poolTime = measure { i in pool.parallelFor(2) { sink[$0] = i } }
+    let sinkAddress = Int(bitPattern: sink)
+    let dispatchTime = measure { i in
+        DispatchQueue.concurrentPerform(iterations: 2) { UnsafeMutablePointer<Int>(bitPattern: sinkAddress)![$0] = i }
+    }
+    print(String(format: "empty 2-task job: ComputePool %.2f µs (best %.2f), concurrentPerform %.2f µs (best %.2f)",
+                 poolTime.median * 1e6, poolTime.best * 1e6, dispatchTime.median * 1e6, dispatchTime.best * 1e6))
+    exit(0)
 }
 
 let pools = Dictionary(uniqueKeysWithValues: threadCounts.map { ($0, ComputePool(threads: $0)) })
