@@ -1,7 +1,7 @@
 // kernels-bench: low-precision small-m products against OpenBLAS sgemv/sgemm, same run.
 //
 //   swift build -c release --product kernels-bench && .build/release/kernels-bench [--quick] [--hot]
-//       [--threads 1,2] [--m 1,4,8] [--shape 768x768] [--cpu-time] [--overhead]
+//       [--threads 1,2] [--m 1,4,8] [--shape 768x768] [--cpu-time] [--overhead] [--decode]
 //
 // Each measurement cycles through enough copies of the matrix to exceed the L3 cache (96 MiB), so
 // weights stream from DRAM as in decode of a whole model; `--hot` reuses one copy instead.
@@ -75,10 +75,10 @@ let corename = openblas_get_corename().map { String(cString: $0) } ?? "?"
 let cpuModel = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
     .split(separator: "\n").first { $0.hasPrefix("model name") }?.split(separator: ":").last?
     .trimmingCharacters(in: .whitespaces) ?? "?"
+let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
+print("# load average \(load) (other processes on this machine make every figure lower)")
 print("# kernels-bench on \(cpuModel): path \(KernelPath.best) (AVX512_BF16 \(KernelPath.hasAVX512BF16), VNNI \(KernelPath.hasAVX512VNNI)), OpenBLAS core \(corename), weights \(hot ? "hot (one copy, cache-resident when small)" : "streamed from DRAM (96 MiB of copies)")")
 print("")
-print("| shape | m | kernel | threads | µs/call median | µs/call best | GFLOP/s (best) | GB/s weights (best) |")
-print("|---|---|---|---|---|---|---|---|")
 
 @MainActor func report(_ row: Row) {
     rows.append(row)
@@ -101,6 +101,86 @@ if arguments.contains("--overhead") {
     exit(0)
 }
 
+// --decode: the matrix products of one decode step of each released LLM size (all layers + LM
+// head, dense FFN), per weight format, against OpenBLAS f32; tokens/s = m / step time is the
+// ceiling the products alone allow (attention, norms and sampling come on top).
+if arguments.contains("--decode") {
+    struct LLM { let name: String; let hidden: Int, layers: Int, qDim: Int, kvDim: Int, ffn: Int; let pytorch: [Int: Double] }
+    let models = [
+        LLM(name: "MiniMind2-Small-V", hidden: 512, layers: 8, qDim: 512, kvDim: 128, ffn: 1408, pytorch: [1: 64.7, 8: 197]),
+        LLM(name: "MiniMind2-V", hidden: 768, layers: 16, qDim: 768, kvDim: 192, ffn: 2048, pytorch: [1: 22.1, 8: 78.5]),
+        LLM(name: "minimind-3v", hidden: 768, layers: 8, qDim: 768, kvDim: 384, ffn: 2432, pytorch: [1: 35.1, 8: 185]),
+    ]
+    print("| model | m | weights | threads | ms/step (median) | ms/step (best) | tokens/s (best) | x PyTorch (tokens/s) | GB/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for model in models where onlyShape.map({ model.name.hasPrefix($0) }) ?? true {
+        // (rows, cols) of every product in one step, in order.
+        var shapes: [(Int, Int)] = []
+        for _ in 0..<model.layers {
+            shapes += [(model.qDim, model.hidden), (model.kvDim, model.hidden), (model.kvDim, model.hidden),
+                       (model.hidden, model.qDim), (model.ffn, model.hidden), (model.ffn, model.hidden),
+                       (model.hidden, model.ffn)]
+        }
+        shapes.append((6400, model.hidden))
+        let f32 = shapes.enumerated().map { randomFloats($1.0 * $1.1, seed: UInt64($0 + 1)) }
+        let maxRows = shapes.map { max($0.0, $0.1) }.max()!
+        for m in batchSizes {
+            let x = randomFloats(m * maxRows, seed: 5)
+            var y = [Float](repeating: 0, count: m * maxRows)
+            let tokens = Double(m)
+            for threads in threadCounts {
+                openblas_set_num_threads(Int32(threads))
+                let t = x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        measure(budget: 1.0) { _ in
+                            for (i, (r, c)) in shapes.enumerated() {
+                                f32[i].withUnsafeBufferPointer { w in
+                                    if m == 1 {
+                                        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(r), Int32(c), 1, w.baseAddress!, Int32(c),
+                                                    xp.baseAddress!, 1, 0, yp.baseAddress!, 1)
+                                    } else {
+                                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(r), Int32(c), 1,
+                                                    xp.baseAddress!, Int32(c), w.baseAddress!, Int32(c), 0, yp.baseAddress!, Int32(r))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                let bytes = Double(f32.reduce(0) { $0 + $1.count * 4 })
+                print(String(format: "| %@ | %d | openblas f32 | %d | %.2f | %.2f | %.0f | %.1fx (%.1f) | %.1f |", model.name, m, threads,
+                             t.median * 1e3, t.best * 1e3, tokens / t.best, tokens / t.best / model.pytorch[m, default: .nan],
+                             model.pytorch[m, default: .nan], bytes / t.best / 1e9))
+                fflush(nil)
+            }
+            openblas_set_num_threads(1)
+            for format in WeightFormat.allCases {
+                let matrices = try shapes.enumerated().map { i, shape in
+                    try QuantizedMatrix(converting: f32[i], rows: shape.0, columns: shape.1, to: format)
+                }
+                let bytes = Double(matrices.reduce(0) { $0 + $1.byteCount })
+                for threads in threadCounts {
+                    let pool = ComputePool(threads: threads)
+                    let t = x.withUnsafeBufferPointer { xp in
+                        y.withUnsafeMutableBufferPointer { yp in
+                            measure(budget: 1.0) { _ in
+                                for matrix in matrices { matrix.multiply(xp.baseAddress!, rows: m, into: yp.baseAddress!, pool: pool) }
+                            }
+                        }
+                    }
+                    print(String(format: "| %@ | %d | %@ | %d | %.2f | %.2f | %.0f | %.1fx (%.1f) | %.1f |", model.name, m, format.description,
+                                 threads, t.median * 1e3, t.best * 1e3, tokens / t.best,
+                                 tokens / t.best / model.pytorch[m, default: .nan], model.pytorch[m, default: .nan], bytes / t.best / 1e9))
+                    fflush(nil)
+                }
+            }
+        }
+    }
+    exit(0)
+}
+
+print("| shape | m | kernel | threads | µs/call median | µs/call best | GFLOP/s (best) | GB/s weights (best) |")
+print("|---|---|---|---|---|---|---|---|")
 let pools = Dictionary(uniqueKeysWithValues: threadCounts.map { ($0, ComputePool(threads: $0)) })
 
 for shape in shapes where onlyShape.map({ shape.name.hasPrefix($0) }) ?? true {

@@ -78,7 +78,8 @@ ck_pool *ck_pool_create(int threads);
 void ck_pool_destroy(ck_pool *pool);
 int ck_pool_threads(const ck_pool *pool);
 /// Runs fn(context, i, ntasks) for every i in [0, ntasks) and returns when all are done.
-/// pool may be NULL (runs on the caller). Concurrent callers of one pool are serialised.
+/// pool may be NULL (runs on the caller). Concurrent callers of one pool are serialised; a task
+/// must not run a job on its own pool (it would wait for itself).
 void ck_pool_run(ck_pool *pool, ck_task_fn fn, void *context, size_t ntasks);
 
 // ---- Products -----------------------------------------------------------------------------
