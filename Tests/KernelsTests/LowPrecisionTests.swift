@@ -240,4 +240,26 @@ private func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
             #expect((0..<count).allSatisfy { hits[$0] == 1 }, "count \(count)")
         }
     }
+
+    @Test func concurrentCallersOfOnePoolEachGetTheirOwnResult() async throws {
+        let pool = ComputePool(threads: 2)
+        let rows = 256, columns = 512
+        let matrix = try QuantizedMatrix(converting: randomFloats(rows * columns, seed: 21), rows: rows,
+                                         columns: columns, to: .float16)
+        let inputs = (0..<6).map { randomFloats(2 * columns, seed: UInt64(100 + $0)) }
+        let expected = inputs.map { matrix.multiply($0, rows: 2) }
+        let results = await withTaskGroup(of: (Int, [Float]).self) { group in
+            for (i, x) in inputs.enumerated() {
+                group.addTask {
+                    var y: [Float] = []
+                    for _ in 0..<20 { y = matrix.multiply(x, rows: 2, pool: pool) }
+                    return (i, y)
+                }
+            }
+            var out = [[Float]](repeating: [], count: inputs.count)
+            for await (i, y) in group { out[i] = y }
+            return out
+        }
+        #expect(results == expected)
+    }
 }
