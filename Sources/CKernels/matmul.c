@@ -106,7 +106,35 @@ CK_T static inline float reduce_avx2(__m256 v) {
 #define VLOAD_BF16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
 #define VLOAD_I8(p) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p))))
 #define VREDUCE(v) _mm512_reduce_add_ps(v)
+
+// Sums all 16 accumulators of a full 4x4 tile at once (45 shuffles/adds instead of 16 separate
+// horizontal sums, ~20% of a 768-long tile's work): pairs, then quads within 128-bit lanes, then
+// across lanes. Lane group i of the result holds the sums for x-row i, rows 0..3.
+CK_T_AVX512 static inline __attribute__((always_inline)) __m512 sum_pair(__m512 a, __m512 b) {
+    return _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+}
+CK_T_AVX512 static inline __attribute__((always_inline)) __m512 sum_quad(__m512 a, __m512 b, __m512 c, __m512 d) {
+    __m512d ab = _mm512_castps_pd(sum_pair(a, b)), cd = _mm512_castps_pd(sum_pair(c, d));
+    return _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(ab, cd)), _mm512_castpd_ps(_mm512_unpackhi_pd(ab, cd)));
+}
+CK_T_AVX512 static inline __attribute__((always_inline)) void reduce_4x4_avx512(__m512 acc[CK_TILE_R][CK_TILE_M],
+                                                                               float *y, size_t ldy) {
+    __m512 q[4];
+    for (int i = 0; i < 4; i++) q[i] = sum_quad(acc[0][i], acc[1][i], acc[2][i], acc[3][i]);
+    __m512 s01 = _mm512_add_ps(_mm512_shuffle_f32x4(q[0], q[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                               _mm512_shuffle_f32x4(q[0], q[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    __m512 s23 = _mm512_add_ps(_mm512_shuffle_f32x4(q[2], q[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                               _mm512_shuffle_f32x4(q[2], q[3], _MM_SHUFFLE(3, 2, 3, 2)));
+    __m512 sums = _mm512_add_ps(_mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(2, 0, 2, 0)),
+                                _mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(3, 1, 3, 1)));
+    _mm_storeu_ps(y, _mm512_extractf32x4_ps(sums, 0));
+    _mm_storeu_ps(y + ldy, _mm512_extractf32x4_ps(sums, 1));
+    _mm_storeu_ps(y + 2 * ldy, _mm512_extractf32x4_ps(sums, 2));
+    _mm_storeu_ps(y + 3 * ldy, _mm512_extractf32x4_ps(sums, 3));
+}
+#define CK_REDUCE_4X4(acc, y, ldy) reduce_4x4_avx512(acc, y, ldy)
 #include "matmul_tile.h"
+#undef CK_REDUCE_4X4
 #undef CK_T
 #undef V
 #undef VL

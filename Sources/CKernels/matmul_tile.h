@@ -49,6 +49,12 @@ CK_T CK_ALWAYS void FN(tile)(const int fmt, const int R, const int M, const uint
             }
         }
     }
+#ifdef CK_REDUCE_4X4
+    if (R == 4 && M == 4 && k == cols) {
+        CK_REDUCE_4X4(acc, y, ldy);
+        return;
+    }
+#endif
     for (int r = 0; r < R; r++) {
         for (int i = 0; i < M; i++) {
             float s = VREDUCE(acc[r][i]);
