@@ -26,7 +26,7 @@ enum {
 #define CK_Q8_0_BLOCK_BYTES 34
 #define CK_Q8_0_BLOCK_VALUES 32
 
-/// Instruction-set paths, best first. ck_isa_best() is what the process uses by default.
+/// Instruction-set paths, slowest first. ck_isa_best() is what the process uses by default.
 enum {
     CK_ISA_PORTABLE = 0, ///< plain C (compiler-vectorised at the target's baseline)
     CK_ISA_AVX2 = 1,     ///< AVX2 + FMA + F16C (Haswell and newer)
