@@ -80,6 +80,7 @@ public enum Converter {
                     done += n
                 }
             }
+            source.bytes.releaseMappedPages()
             offset += outBytes
         }
     }

@@ -220,7 +220,7 @@ private struct HeaderBytes {
         let path = try temporaryFile()
         _ = try writeSample(to: path)
         let whole = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-        var rng = SplitMix64(seed: 0x6767_7566)
+        var rng = GGUFTestRandom(seed: 0x6767_7566)
         let mutated = try temporaryFile("mutated.gguf")
         var accepted = 0
         for _ in 0..<400 {
@@ -262,7 +262,7 @@ private struct HeaderBytes {
     }
 
     @Test func dequantisedValuesAreWithinHalfAStepPlusScaleRounding() throws {
-        var rng = SplitMix64(seed: 42)
+        var rng = GGUFTestRandom(seed: 42)
         let values = (0..<32 * 200).map { _ in Float(Int64(bitPattern: rng.next() % 2_000_001) - 1_000_000) / 1e6 * Float(1 + rng.next() % 100) }
         var blocks = [UInt8](repeating: 0, count: 200 * 34)
         values.withUnsafeBufferPointer { src in
@@ -277,6 +277,26 @@ private struct HeaderBytes {
         }
     }
 
+    @Test func float16DecodingIsExactForEveryBitPattern() {
+        for bits in 0...UInt16.max {
+            let reference = Float(Float16(bitPattern: bits))
+            let ours = Quantization.float(float16Bits: bits)
+            #expect(ours.bitPattern == reference.bitPattern || (ours.isNaN && reference.isNaN), "\(bits)")
+        }
+    }
+
+    @Test func q8RoundingIsRoundfIncludingHalvesAndNonFiniteValues() {
+        var rng = GGUFTestRandom(seed: 7)
+        var values: [Float] = [0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 3.5, -3.5, 126.5, -126.5, 127.49, 0.49999997, -0.49999997, 0, -0]
+        for _ in 0..<20000 { values.append(Float(Int64(bitPattern: rng.next() % 254_000_001) - 127_000_000) / 1e6) }
+        for v in values {
+            #expect(Int(Quantization.roundToInt8(v)) == Int(v.rounded()), "\(v)")
+            #expect(Int(Quantization.roundFinite(v)) == Int(v.rounded()), "\(v)")
+        }
+        #expect(Quantization.roundToInt8(.nan) == 0)
+        #expect(Quantization.roundToInt8(.infinity) == 127 && Quantization.roundToInt8(-.infinity) == -127)
+    }
+
     @Test func bfloat16RoundsToNearestEven() {
         #expect(Quantization.bfloat16Bits(1.0) == 0x3F80)
         #expect(Quantization.bfloat16Bits(Float(bitPattern: 0x3F80_8000)) == 0x3F80)  // tie, even stays
@@ -287,7 +307,7 @@ private struct HeaderBytes {
 }
 
 /// Deterministic generator for the mutation test.
-struct SplitMix64: RandomNumberGenerator {
+private struct GGUFTestRandom: RandomNumberGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {
