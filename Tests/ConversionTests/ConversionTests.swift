@@ -358,3 +358,20 @@ private func expectedType(_ name: String, _ shape: [Int], _ type: OutputType) ->
         #expect(shardedFile.metadata.strings(ModelKey.sourceFiles)?.first?.hasSuffix("model.safetensors.index.json") == true)
     }
 }
+
+@Suite struct Interruption {
+    @Test func aConversionCancelledMidWayLeavesNothingBehind() throws {
+        let set = FixtureSet.gen2Pth
+        let output = try outputPath("cancel")
+        struct Cancelled: Error {}
+        var calls = 0
+        #expect(throws: Cancelled.self) {
+            try Converter.convert(checkpoint: set.checkpoint, vision: set.vision, tokenizer: set.tokenizer, output: output) { written, total in
+                calls += 1
+                if written > total / 2 { throw Cancelled() }
+            }
+        }
+        #expect(calls > 2)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: (output as NSString).deletingLastPathComponent).isEmpty)
+    }
+}
