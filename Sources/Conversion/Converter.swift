@@ -51,38 +51,52 @@ public enum Converter {
     }
 
     /// Writes the elements of `planned`'s sources, converted to its type, into `buffer`.
+    /// Type conversions run in chunks on every core; same-type tensors are copied.
     static func fill(_ planned: PlannedTensor, into buffer: UnsafeMutableRawBufferPointer) throws(FormatError) {
         let target = planned.info.dtype
         guard let base = buffer.baseAddress else { return }
         var offset = 0
-        let chunk = 1 << 16  // a multiple of the Q8_0 block
-        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
-        defer { scratch.deallocate() }
         for source in planned.sources {
             let count = source.elementCount
             guard let inBytes = source.dtype.byteCount(elements: count), inBytes == source.bytes.count,
                   let outBytes = target.byteCount(elements: count), offset + outBytes <= buffer.count else {
                 throw FormatError(.malformed, "tensor \(source.name): \(source.bytes.count) bytes do not hold \(source.dtype.rawValue) \(source.shape)")
             }
-            let destination = base + offset
+            let destination = UnsafeMutableSendableRawPointer(base + offset)
             let sourceType = source.dtype
             source.bytes.withUnsafeBytes { raw in
                 guard let input = raw.baseAddress else { return }
                 if sourceType == target {
-                    destination.copyMemory(from: input, byteCount: inBytes)
+                    destination.pointer.copyMemory(from: input, byteCount: inBytes)
                     return
                 }
-                var done = 0
-                while done < count {
-                    let n = min(chunk, count - done)
-                    Quantization.decode(input + done * sourceType.byteSize, dtype: sourceType, count: n, into: scratch)
-                    Quantization.encode(scratch, count: n, as: target, into: destination + done / target.blockSize * target.byteSize)
-                    done += n
+                let chunk = 1 << 16  // elements; a multiple of the Q8_0 block
+                let chunks = (count + chunk - 1) / chunk
+                let sendableInput = UnsafeSendableRawPointer(input)
+                DispatchQueue.concurrentPerform(iterations: chunks) { index in
+                    let start = index * chunk
+                    let n = min(chunk, count - start)
+                    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: n)
+                    defer { scratch.deallocate() }
+                    Quantization.decode(sendableInput.pointer + start * sourceType.byteSize, dtype: sourceType, count: n, into: scratch)
+                    Quantization.encode(scratch, count: n, as: target, into: destination.pointer + start / target.blockSize * target.byteSize)
                 }
             }
+            source.bytes.releaseMappedPages()
             offset += outBytes
         }
     }
+}
+
+/// Raw pointers handed to `concurrentPerform`; each iteration touches its own disjoint range.
+struct UnsafeSendableRawPointer: @unchecked Sendable {
+    let pointer: UnsafeRawPointer
+    init(_ pointer: UnsafeRawPointer) { self.pointer = pointer }
+}
+
+struct UnsafeMutableSendableRawPointer: @unchecked Sendable {
+    let pointer: UnsafeMutableRawPointer
+    init(_ pointer: UnsafeMutableRawPointer) { self.pointer = pointer }
 }
 
 /// Everything decided before a byte is written: metadata and the list of output tensors.

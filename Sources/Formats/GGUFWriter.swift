@@ -232,3 +232,20 @@ struct GGUFByteWriter {
         }
     }
 }
+
+extension TensorBytes {
+    /// Lets the kernel drop the mapped pages of these bytes once they have been streamed into
+    /// a model file, so that converting a large checkpoint does not hold all of it resident.
+    /// The bytes stay readable: touching them again reads them back from the file.
+    public func releaseMappedPages() {
+        guard case .mapped(let file, let range) = storage, !range.isEmpty else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        file.withBytes(range) { raw in
+            guard let base = raw.baseAddress, page > 0 else { return }
+            let start = (Int(bitPattern: base) + page - 1) / page * page
+            let end = (Int(bitPattern: base) + raw.count) / page * page
+            guard end > start, let pointer = UnsafeMutableRawPointer(bitPattern: start) else { return }
+            madvise(pointer, end - start, MADV_DONTNEED)
+        }
+    }
+}

@@ -27,9 +27,21 @@ public enum Quantization {
         Float16(value).bitPattern
     }
 
+    /// float16 -> float32, exact. Bit arithmetic rather than `Float16`, whose conversion is a
+    /// library call per element on baseline x86-64 (no F16C).
     @inline(__always)
     public static func float(float16Bits bits: UInt16) -> Float {
-        Float(Float16(bitPattern: bits))
+        let h = UInt32(bits)
+        let sign = (h & 0x8000) << 16
+        let magnitude = h & 0x7FFF
+        if magnitude >= 0x7C00 {  // infinity, NaN
+            return Float(bitPattern: sign | 0x7F80_0000 | ((magnitude & 0x03FF) << 13))
+        }
+        if magnitude >= 0x0400 {  // normal: rebias the exponent from 15 to 127
+            return Float(bitPattern: sign | ((magnitude << 13) &+ 0x3800_0000))
+        }
+        let subnormal = Float(magnitude) * 0x1p-24  // exact
+        return sign == 0 ? subnormal : -subnormal
     }
 
     // MARK: bulk conversions
@@ -102,14 +114,42 @@ public enum Quantization {
             let id: Float = d == 0 ? 0 : 1 / d
             let out = destination + block * q8BlockBytes
             out.storeBytes(of: float16Bits(d).littleEndian, as: UInt16.self)
-            for j in 0..<q8BlockSize {
-                // `rounded()` is round-half-away-from-zero, C's roundf.
-                let q = (x[j] * id).rounded()
-                // Only non-finite weights can leave [-127, 127]; they must not trap.
-                let clamped: Int8 = q.isNaN ? 0 : Int8(Swift.max(-127, Swift.min(127, q)))
-                out.storeBytes(of: clamped, toByteOffset: 2 + j, as: Int8.self)
+            let q = (out + 2).assumingMemoryBound(to: Int8.self)
+            if amax.isFinite {
+                // |x * id| <= 127 (+ rounding), so the branch-free rounding applies to every value.
+                for j in 0..<q8BlockSize { q[j] = roundFinite(x[j] * id) }
+            } else {
+                for j in 0..<q8BlockSize { q[j] = roundToInt8(x[j] * id) }
             }
         }
+    }
+
+    /// `roundf` for |v| < 2^22 without a libm call or branches: adding 1.5 * 2^23 leaves the
+    /// nearest-even integer in the low mantissa bits; a tie that went towards zero is then
+    /// moved away from zero, which is what roundf (and gguf-py's np_roundf) do.
+    @inline(__always)
+    static func roundFinite(_ v: Float) -> Int8 {
+        let magic: Float = 0x1.8p23
+        var i = Int32(bitPattern: (v + magic).bitPattern) &- Int32(bitPattern: magic.bitPattern)
+        let diff = v - Float(i)  // exact
+        i &+= (v > 0 && diff == 0.5) ? 1 : 0
+        i &-= (v < 0 && diff == -0.5) ? 1 : 0
+        return Int8(truncatingIfNeeded: Swift.max(-127, Swift.min(127, i)))
+    }
+
+    /// C's `roundf` (half away from zero), as gguf-py's `np_roundf`, into [-127, 127]: the
+    /// integer part by truncation plus one when the exact remainder reaches a half. Avoids a
+    /// libm call per weight.
+    @inline(__always)
+    static func roundToInt8(_ v: Float) -> Int8 {
+        guard v.magnitude < 128 else {
+            // Only non-finite weights get here; they must not trap.
+            return v.isNaN ? 0 : (v > 0 ? 127 : -127)
+        }
+        var i = Int32(v)
+        let remainder = v - Float(i)  // exact for |v| < 2^23
+        if remainder >= 0.5 { i += 1 } else if remainder <= -0.5 { i -= 1 }
+        return Int8(Swift.max(-127, Swift.min(127, i)))
     }
 
     /// Expands Q8_0 blocks back to float32: `x = d * q`.

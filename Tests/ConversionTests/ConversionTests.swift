@@ -329,3 +329,49 @@ private func expectedType(_ name: String, _ shape: [Int], _ type: OutputType) ->
         #expect(try OutputType(parsing: "Q8_0") == .q8_0)
     }
 }
+
+@Suite struct ShardedFolders {
+    @Test func aShardedTransformersFolderConvertsToTheSameFileAsTheSingleOne() throws {
+        let set = FixtureSet.gen3Safetensors
+        let builder = try CheckpointBuilder(from: set.checkpoint + "/model.safetensors")
+        let folder = try Fixtures.temporaryDirectory("sharded")
+        var index: [String: String] = [:]
+        for (shard, range) in [(1, 0..<(builder.tensors.count / 2)), (2, (builder.tensors.count / 2)..<builder.tensors.count)] {
+            var part = builder
+            part.tensors = Array(builder.tensors[range])
+            let name = "model-0000\(shard)-of-00002.safetensors"
+            try part.write(to: folder.appendingPathComponent(name).path)
+            for t in part.tensors { index[t.name] = name }
+        }
+        let indexJSON = try JSONSerialization.data(withJSONObject: ["metadata": [:] as [String: Any], "weight_map": index])
+        try indexJSON.write(to: folder.appendingPathComponent("model.safetensors.index.json"))
+        for file in ["config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {
+            try FileManager.default.copyItem(atPath: set.checkpoint + "/" + file, toPath: folder.appendingPathComponent(file).path)
+        }
+        let sharded = try outputPath("sharded")
+        _ = try Converter.convert(checkpoint: folder.path, vision: set.vision, output: sharded)
+        let (single, _) = try convert(set, .f16)
+        let shardedFile = try GGUFFile(path: sharded)
+        #expect(shardedFile.tensors.map(\.name) == single.tensors.map(\.name))
+        #expect(shardedFile.tensors.map(\.sha256) == single.tensors.map(\.sha256))
+        #expect(shardedFile.metadata.string(ModelKey.chatTemplate) == single.metadata.string(ModelKey.chatTemplate))
+        #expect(shardedFile.metadata.strings(ModelKey.sourceFiles)?.first?.hasSuffix("model.safetensors.index.json") == true)
+    }
+}
+
+@Suite struct Interruption {
+    @Test func aConversionCancelledMidWayLeavesNothingBehind() throws {
+        let set = FixtureSet.gen2Pth
+        let output = try outputPath("cancel")
+        struct Cancelled: Error {}
+        var calls = 0
+        #expect(throws: Cancelled.self) {
+            try Converter.convert(checkpoint: set.checkpoint, vision: set.vision, tokenizer: set.tokenizer, output: output) { written, total in
+                calls += 1
+                if written > total / 2 { throw Cancelled() }
+            }
+        }
+        #expect(calls > 2)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: (output as NSString).deletingLastPathComponent).isEmpty)
+    }
+}

@@ -277,6 +277,26 @@ private struct HeaderBytes {
         }
     }
 
+    @Test func float16DecodingIsExactForEveryBitPattern() {
+        for bits in 0...UInt16.max {
+            let reference = Float(Float16(bitPattern: bits))
+            let ours = Quantization.float(float16Bits: bits)
+            #expect(ours.bitPattern == reference.bitPattern || (ours.isNaN && reference.isNaN), "\(bits)")
+        }
+    }
+
+    @Test func q8RoundingIsRoundfIncludingHalvesAndNonFiniteValues() {
+        var rng = SplitMix64(seed: 7)
+        var values: [Float] = [0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 3.5, -3.5, 126.5, -126.5, 127.49, 0.49999997, -0.49999997, 0, -0]
+        for _ in 0..<20000 { values.append(Float(Int64(bitPattern: rng.next() % 254_000_001) - 127_000_000) / 1e6) }
+        for v in values {
+            #expect(Int(Quantization.roundToInt8(v)) == Int(v.rounded()), "\(v)")
+            #expect(Int(Quantization.roundFinite(v)) == Int(v.rounded()), "\(v)")
+        }
+        #expect(Quantization.roundToInt8(.nan) == 0)
+        #expect(Quantization.roundToInt8(.infinity) == 127 && Quantization.roundToInt8(-.infinity) == -127)
+    }
+
     @Test func bfloat16RoundsToNearestEven() {
         #expect(Quantization.bfloat16Bits(1.0) == 0x3F80)
         #expect(Quantization.bfloat16Bits(Float(bitPattern: 0x3F80_8000)) == 0x3F80)  // tie, even stays
@@ -286,4 +306,3 @@ private struct HeaderBytes {
     }
 }
 
-/// Deterministic generator for the mutation test.
