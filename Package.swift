@@ -4,6 +4,9 @@ import PackageDescription
 // Kernels and the C hot loops are compiled for the CPUs this service runs on (x86-64 with
 // AVX2/FMA/F16C, i.e. Haswell or newer); the rest of the package stays at the baseline.
 let fastMath: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-target-cpu", "haswell"])]
+// Format readers and the converter touch every weight once; optimised even in debug builds so
+// that tests over real checkpoints stay fast (safe -O: bounds checks stay on).
+let optimized: [SwiftSetting] = [.unsafeFlags(["-O"])]
 
 let package = Package(
     name: "minimindv",
@@ -32,10 +35,10 @@ let package = Package(
 
         // MARK: - Library modules (data flows down this list)
         .target(name: "Kernels", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: fastMath),
-        .target(name: "Formats", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "Formats", dependencies: [.product(name: "Crypto", package: "swift-crypto")], swiftSettings: optimized),
         .target(name: "Tokenizer"),
         .target(name: "Imaging", dependencies: ["CImageCodecs"], swiftSettings: fastMath),
-        .target(name: "Conversion", dependencies: ["Formats", "Tokenizer"]),
+        .target(name: "Conversion", dependencies: ["Formats", "Tokenizer"], swiftSettings: optimized),
         .target(name: "Model", dependencies: ["Formats", "Kernels", "Tokenizer", "Imaging"], swiftSettings: fastMath),
         .target(name: "Engine", dependencies: ["Model", "Kernels", "Tokenizer", "Imaging"]),
         .target(name: "Store", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
@@ -56,7 +59,7 @@ let package = Package(
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "TestSupport"]),
         .testTarget(name: "ConversionTests", dependencies: ["Conversion", "Formats", "TestSupport"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "TestSupport"]),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Conversion", "Formats", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Model", "Conversion", "TestSupport"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"]),

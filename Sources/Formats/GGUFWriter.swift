@@ -89,11 +89,12 @@ public struct GGUFWriter {
 
     /// Writes the file. `fill(index, buffer)` must write tensor `index`'s bytes into `buffer`
     /// (exactly `tensors[index].byteCount` bytes); an error thrown there aborts the write and
-    /// removes the temporary file. `progress(written, total)` is called after each tensor.
+    /// removes the temporary file. `progress(written, total)` is called after each tensor; an
+    /// error it throws cancels the write the same way.
     public func write(
         to path: String,
         tensors: [GGUFTensorInfo],
-        progress: ((Int, Int) -> Void)? = nil,
+        progress: ((Int, Int) throws -> Void)? = nil,
         fill: (Int, UnsafeMutableRawBufferPointer) throws -> Void
     ) throws {
         let (headerBytes, _, dataSize) = try header(for: tensors)
@@ -102,7 +103,7 @@ public struct GGUFWriter {
             try output.write(headerBytes)
             let total = headerBytes.count + dataSize
             var written = headerBytes.count
-            progress?(written, total)
+            try progress?(written, total)
             let largest = tensors.compactMap { $0.byteCount.map(padded) }.max() ?? 0
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(largest, 1), alignment: 64)
             defer { buffer.deallocate() }
@@ -116,7 +117,7 @@ public struct GGUFWriter {
                 }
                 try output.write(UnsafeRawBufferPointer(rebasing: buffer[0..<span]))
                 written += span
-                progress?(written, total)
+                try progress?(written, total)
             }
             try output.commit()
         } catch {

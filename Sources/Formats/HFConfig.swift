@@ -1,7 +1,7 @@
 import Foundation
 
 /// A JSON value as Hugging Face config files hold them.
-public enum JSONValue: Sendable, Equatable, Decodable {
+public enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
     case int(Int)
@@ -10,23 +10,36 @@ public enum JSONValue: Sendable, Equatable, Decodable {
     case array([JSONValue])
     case object([String: JSONValue])
 
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() { self = .null }
-        else if let v = try? container.decode(Bool.self) { self = .bool(v) }
-        else if let v = try? container.decode(Int.self) { self = .int(v) }
-        else if let v = try? container.decode(Double.self) { self = .double(v) }
-        else if let v = try? container.decode(String.self) { self = .string(v) }
-        else if let v = try? container.decode([JSONValue].self) { self = .array(v) }
-        else { self = .object(try container.decode([String: JSONValue].self)) }
+    /// Parses `data`; `path` names the file in the error.
+    ///
+    /// JSONSerialization rather than a Decodable probe: probing types throws an error per
+    /// mismatch, and tokenizer.json has tens of thousands of values.
+    public static func parse(_ data: Data, path: String) throws(FormatError) -> JSONValue {
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+        } catch {
+            throw FormatError(.malformed, "\(path) is not valid JSON: \(error.localizedDescription)")
+        }
+        return JSONValue(foundation: object)
     }
 
-    /// Parses `data`; `path` names the file in the error.
-    public static func parse(_ data: Data, path: String) throws(FormatError) -> JSONValue {
-        do {
-            return try JSONDecoder().decode(JSONValue.self, from: data)
-        } catch {
-            throw FormatError(.malformed, "\(path) is not valid JSON: \(error)")
+    init(foundation value: Any) {
+        switch value {
+        case let string as String:
+            self = .string(string)
+        case let number as NSNumber:
+            // Booleans are NSNumbers of objCType "c"; integers and doubles keep their kind.
+            let kind = String(cString: number.objCType)
+            if kind == "c" { self = .bool(number.boolValue) }
+            else if kind == "d" || kind == "f" { self = .double(number.doubleValue) }
+            else { self = .int(number.intValue) }
+        case let array as [Any]:
+            self = .array(array.map(JSONValue.init(foundation:)))
+        case let object as [String: Any]:
+            self = .object(object.mapValues(JSONValue.init(foundation:)))
+        default:
+            self = .null
         }
     }
 

@@ -12,9 +12,11 @@ struct MiniMindV: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             // One line per subcommand; each lives in its own file.
+            Convert.self,
             Inspect.self,
             Tokenize.self,
             RenderTemplate.self,
+            Preprocess.self,
         ]
     )
 }
