@@ -134,3 +134,24 @@ enum SharedTokenizers {
         #expect(count == 0, "\(count) code points differ: \(mismatches.prefix(20))")
     }
 }
+
+@Suite struct ConcurrentEncodingTests {
+    /// The engine and daemon share one tokenizer across tasks; the word cache must not mix words up.
+    @Test func concurrentEncodesGiveHuggingFaceIDs() async throws {
+        let tokenizer = try SharedTokenizers.bpe("gen3")
+        let vectors = try TokenVector.load("gen3").filter { $0.text != nil }.prefix(400)
+        let failures = await withTaskGroup(of: Int.self) { group in
+            for worker in 0..<4 {
+                group.addTask {
+                    var bad = 0
+                    for (k, v) in vectors.enumerated() where k % 4 == worker || k % 3 == 0 {
+                        if tokenizer.encode(v.text ?? "") != v.ids { bad += 1 }
+                    }
+                    return bad
+                }
+            }
+            return await group.reduce(0, +)
+        }
+        #expect(failures == 0)
+    }
+}
