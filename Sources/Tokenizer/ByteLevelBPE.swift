@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// A Hugging Face `tokenizer.json` with a byte-level BPE model, encoding and decoding exactly as
 /// the `tokenizers` library does for the files MiniMind-V ships (no normalizer, `ByteLevel`
@@ -23,7 +22,7 @@ public final class BPETokenizer: Sendable {
     private let isSpecial: [Bool]
     private let addedMatcher: AddedTokenMatcher
     private let useRegex: Bool
-    private let cache = Mutex(WordCache())
+    private let cache = LockedWordCache()
 
     /// Reads the contents of a `tokenizer.json`.
     public convenience init(json: Data) throws(TokenizerError) {
@@ -380,6 +379,18 @@ struct MergeQueue {
             }
         }
         return first
+    }
+}
+
+/// The word cache behind a lock (NSLock rather than `Mutex`, which needs macOS 15).
+final class LockedWordCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var cache = WordCache()
+
+    func withLock<R>(_ body: (inout WordCache) -> R) -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&cache)
     }
 }
 
