@@ -12,6 +12,7 @@ struct MiniMindV: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             // One line per subcommand; each lives in its own file.
+            Convert.self,
             Inspect.self,
         ]
     )
