@@ -14,6 +14,8 @@ struct MiniMindV: AsyncParsableCommand {
             // One line per subcommand; each lives in its own file.
             Convert.self,
             Inspect.self,
+            Tokenize.self,
+            RenderTemplate.self,
         ]
     )
 }
