@@ -1,3 +1,0 @@
-import CImageCodecs
-/// Image decoding and Pillow-exact preprocessing.
-public enum ImagingModule {}
