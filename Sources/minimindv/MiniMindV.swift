@@ -16,6 +16,8 @@ struct MiniMindV: AsyncParsableCommand {
             Inspect.self,
             Tokenize.self,
             RenderTemplate.self,
+            Ask.self,
+            Bench.self,
         ]
     )
 }
