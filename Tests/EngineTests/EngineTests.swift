@@ -1,27 +1,37 @@
 import Conversion
 import Engine
+import Formats
 import Foundation
+import Imaging
 import Model
+import Tokenizer
 import Testing
 import TestSupport
 
 enum EngineFixtures {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var engines: [String: Engine] = [:]
+    nonisolated(unsafe) private static var paths: [String: String] = [:]
+
+    /// The converted model file of `generation`.
+    static func path(_ generation: String) throws -> String {
+        _ = try engine(generation)
+        return lock.withLock { paths[generation] ?? "" }
+    }
 
     /// The upstream tiny fixture of `generation`, converted with `--type f32`.
     static func engine(_ generation: String) throws -> Engine {
         try lock.withLock {
             if let engine = engines[generation] { return engine }
-            let folder = try Fixtures.temporaryDirectory("minimindv-engine-tests")
-            let output = folder.appendingPathComponent("\(generation).gguf").path
             let root = Fixtures.generation(generation)
-            _ = try Converter.convert(
-                checkpoint: root.appendingPathComponent("tiny/sft_vlm_64.pth").path,
-                vision: root.appendingPathComponent(generation == "gen2" ? "clip-vit-base-patch16" : "siglip2-base-p32-256-ve").path,
-                tokenizer: root.appendingPathComponent("tiny").path, type: .f32, output: output)
+            // Named as ModelTests names it, so the two targets share one conversion.
+            let output = try ConvertedFixture.path(
+                name: generation, checkpoint: root.appendingPathComponent("tiny/sft_vlm_64.pth"),
+                vision: root.appendingPathComponent(generation == "gen2" ? "clip-vit-base-patch16" : "siglip2-base-p32-256-ve"),
+                tokenizer: root.appendingPathComponent("tiny"), type: .f32)
             let engine = Engine(model: try VisionLanguageModel(path: output))
             engines[generation] = engine
+            paths[generation] = output
             return engine
         }
     }
@@ -119,5 +129,38 @@ struct EngineTests {
             _ = try engine.start(prompt: prompt.ids, images: Array(prompt.images.prefix(1)), sampling: .argmax,
                                  stop: StopConditions(maxNewTokens: 1, stopTokenIDs: []))
         }
+    }
+}
+
+@Suite("From JPEG and question to upstream's tokens")
+struct EndToEndTests {
+    /// What `minimindv ask` does: decode and preprocess the JPEGs, build the chat prompt with the
+    /// model file's tokenizer, encode the images in one batch, generate greedily.
+    @Test(arguments: ["gen2", "gen3"])
+    func jpegsAndQuestionGiveUpstreamsPromptAndContinuation(generation: String) throws {
+        let engine = try EngineFixtures.engine(generation)
+        let root = Fixtures.generation(generation)
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: root.appendingPathComponent("tiny/manifest.json"))) as? [String: Any]
+        let entry = try #require((manifest?["cases"] as? [String: Any])?["multi"] as? [String: Any])
+        let names = try #require(entry["images"] as? [String])
+        let template = try #require(entry["prompt_template"] as? String)
+        let question = template.replacingOccurrences(of: "{img}\n", with: "")
+
+        let file = try GGUFFile(path: try EngineFixtures.path(generation))
+        let preprocessor = try ImagePreprocessor(settings: try file.preprocessSettings())
+        var pixels: [Float] = []
+        for name in names {
+            let image = try ImageDecoder.decode(contentsOf: root.appendingPathComponent("images/\(name).jpg"),
+                                                options: DecodeOptions(appliesExifOrientation: false))
+            pixels += preprocessor.pixelValues(image).values
+        }
+        let prompt = try file.modelTokenizer().chatPrompt([ChatMessage(role: "user", content: question, imageCount: names.count)],
+                                                          image: try file.imagePlaceholder())
+        let folder = EngineFixtures.caseFolder(generation, "multi")
+        #expect(prompt.ids == (try NPYArray(contentsOf: folder.appendingPathComponent("input_ids.npy")).ints))
+        let expected = try NPYArray(contentsOf: folder.appendingPathComponent("greedy_ids.npy")).ints
+        let result = try engine.generate(prompt: prompt.ids, images: try engine.encodeImages(pixels: pixels, count: names.count),
+                                         sampling: .argmax, stop: StopConditions(maxNewTokens: expected.count, stopTokenIDs: []))
+        #expect(result.outputTokens == expected)
     }
 }

@@ -30,19 +30,15 @@ enum ModelFixtures {
 
     private static let lock = NSLock()
     nonisolated(unsafe) private static var models: [String: VisionLanguageModel] = [:]
-    nonisolated(unsafe) private static var folder: URL?
 
     /// The fixture converted with `--type type` and loaded.
     static func model(_ variant: Variant, type: OutputType = .f32) throws -> VisionLanguageModel {
         try lock.withLock {
             let key = "\(variant.rawValue)-\(type.rawValue)"
             if let model = models[key] { return model }
-            if folder == nil { folder = try Fixtures.temporaryDirectory("minimindv-model-tests") }
-            let output = folder!.appendingPathComponent("\(key).gguf").path
-            _ = try Converter.convert(
-                checkpoint: variant.checkpoint.path, vision: variant.visionFolder.path,
-                tokenizer: Fixtures.generation(variant.generation).appendingPathComponent("tiny").path,
-                type: type, output: output)
+            let output = try ConvertedFixture.path(
+                name: variant.rawValue, checkpoint: variant.checkpoint, vision: variant.visionFolder,
+                tokenizer: Fixtures.generation(variant.generation).appendingPathComponent("tiny"), type: type)
             let model = try VisionLanguageModel(path: output)
             models[key] = model
             return model
