@@ -9,10 +9,11 @@ import Model
 public final class Engine: @unchecked Sendable {
     public let model: VisionLanguageModel
 
-    /// - Parameter threads: OpenBLAS threads; nil or < 1 = every core. Process-wide.
+    /// - Parameter threads: sets the OpenBLAS threads (process-wide; < 1 = every core); nil
+    ///   leaves them as they are (OpenBLAS starts with one per core).
     public init(model: VisionLanguageModel, threads: Int? = nil) {
         self.model = model
-        Kernels.setThreadCount(threads ?? 0)
+        if let threads { Kernels.setThreadCount(threads) }
     }
 
     public var endOfTurnID: Int { model.config.endOfTurnID }
