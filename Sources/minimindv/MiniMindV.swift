@@ -17,6 +17,8 @@ struct MiniMindV: AsyncParsableCommand {
             Tokenize.self,
             RenderTemplate.self,
             Preprocess.self,
+            Ask.self,
+            Bench.self,
         ]
     )
 }
