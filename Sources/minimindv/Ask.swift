@@ -86,7 +86,7 @@ struct Ask: AsyncParsableCommand {
             for path in images {
                 let image = try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: path),
                                                     options: DecodeOptions(appliesExifOrientation: !noExifRotate))
-                pixels += preprocessor.pixelValues(image).values
+                pixels += try preprocessor.pixelValues(image).values
             }
             let start = Date()
             features = try engine.encodeImages(pixels: pixels, count: images.count)
