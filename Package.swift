@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "Conversion", dependencies: ["Formats", "Tokenizer"]),
         .target(name: "Model", dependencies: ["Formats", "Kernels", "Tokenizer", "Imaging"], swiftSettings: fastMath),
         .target(name: "Engine", dependencies: ["Model", "Kernels", "Tokenizer", "Imaging"]),
-        .target(name: "Store", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "Store", dependencies: ["CSQLite", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "Spool", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Service", dependencies: [
             "Engine", "Spool", "Store", "CSystemd",
@@ -61,6 +61,7 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Model", "Conversion", "TestSupport"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "TestSupport"]),
+        .testTarget(name: "ServiceTests", dependencies: ["Service", "Spool", "Store", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport"]),
     ]
 )
