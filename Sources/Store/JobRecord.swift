@@ -96,3 +96,26 @@ public struct JobQuery: Sendable {
         self.oldestFirst = oldestFirst
     }
 }
+
+/// What an answered job produced: the text, token counts, time spent per phase, and embedding-cache hits.
+public struct JobAnswer: Sendable, Equatable {
+    public var text: String
+    public var promptTokens: Int
+    public var outputTokens: Int
+    public var visionMs: Double
+    public var prefillMs: Double
+    public var decodeMs: Double
+    /// Images whose embedding came from the cache (the encoder did not run for them).
+    public var cacheHits: Int
+
+    public init(text: String, promptTokens: Int, outputTokens: Int, visionMs: Double, prefillMs: Double,
+                decodeMs: Double, cacheHits: Int) {
+        self.text = text
+        self.promptTokens = promptTokens
+        self.outputTokens = outputTokens
+        self.visionMs = visionMs
+        self.prefillMs = prefillMs
+        self.decodeMs = decodeMs
+        self.cacheHits = cacheHits
+    }
+}

@@ -171,30 +171,8 @@ public final class ResultStore: Sendable {
         }
     }
 
-    /// What an answered job produced.
-    public struct Answer: Sendable, Equatable {
-        public var text: String
-        public var promptTokens: Int
-        public var outputTokens: Int
-        public var visionMs: Double
-        public var prefillMs: Double
-        public var decodeMs: Double
-        public var cacheHits: Int
-
-        public init(text: String, promptTokens: Int, outputTokens: Int, visionMs: Double, prefillMs: Double,
-                    decodeMs: Double, cacheHits: Int) {
-            self.text = text
-            self.promptTokens = promptTokens
-            self.outputTokens = outputTokens
-            self.visionMs = visionMs
-            self.prefillMs = prefillMs
-            self.decodeMs = decodeMs
-            self.cacheHits = cacheHits
-        }
-    }
-
     /// Commits an answer in one transaction. This happens before the job leaves `active/`.
-    public func finish(id: String, answer: Answer) throws {
+    public func finish(id: String, answer: JobAnswer) throws {
         try pool.write { db in
             try db.execute(sql: """
                 UPDATE jobs SET status = 'done', answer = ?, prompt_tokens = ?, output_tokens = ?, vision_ms = ?,
