@@ -429,5 +429,6 @@ public final class StopSignals: @unchecked Sendable {
 
     deinit {
         for source in sources { source.cancel() }
+        for number in [SIGTERM, SIGINT] { signal(number, SIG_DFL) }
     }
 }
