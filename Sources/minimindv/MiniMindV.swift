@@ -13,6 +13,9 @@ struct MiniMindV: AsyncParsableCommand {
         subcommands: [
             // One line per subcommand; each lives in its own file.
             Inspect.self,
+            Serve.self,
+            Submit.self,
+            Results.self,
         ]
     )
 }
