@@ -87,7 +87,10 @@ public struct JobWriter: Sendable {
         let building = "\(spool.tmp)/\(id).\(getpid())"
         do {
             SpoolFiles.removeTree(building)
-            guard mkdir(building, 0o755) == 0 else { throw SpoolError.system(operation: "create", path: building, errno: errno) }
+            guard mkdir(building, 0o770) == 0 else { throw SpoolError.system(operation: "create", path: building, errno: errno) }
+            // Group-writable whatever the umask: a daemon running as another user of the spool's group must be
+            // able to rename the folder (which rewrites its "..") and write error.txt into it.
+            chmod(building, 0o770)
             for (name, data) in zip(imageNames, imageData) {
                 try SpoolFiles.writeFile(in: building, name: name, data: data)
             }
