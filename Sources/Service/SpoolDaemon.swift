@@ -150,6 +150,7 @@ public final class SpoolDaemon: @unchecked Sendable {
                     needScan = true
                     nextRescan = now + configuration.rescanInterval
                     recoverAbandonedClaims()
+                    rejectStrayActiveEntries()
                     store.checkpoint()
                 }
                 if needScan {
