@@ -62,6 +62,10 @@ let package = Package(
         .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "TestSupport"]),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "Spool", "Store", "TestSupport"]),
+        // The daemon loop with a paced fake executor, run as a child process by IntegrationTests (kill -9, two daemons).
+        .executableTarget(name: "SpoolTestDaemon", dependencies: [
+            "Service", "Spool", "Store", .product(name: "Logging", package: "swift-log"),
+        ], path: "Tests/SpoolTestDaemon"),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "Store"]),
     ]
 )
