@@ -12,7 +12,10 @@ struct MiniMindV: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             // One line per subcommand; each lives in its own file.
+            Convert.self,
             Inspect.self,
+            Tokenize.self,
+            RenderTemplate.self,
             Serve.self,
             Submit.self,
             Results.self,

@@ -1,2 +1,0 @@
-/// Byte-level BPE tokenizer and chat templates.
-public enum TokenizerModule {}
