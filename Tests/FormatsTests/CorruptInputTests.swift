@@ -4,16 +4,6 @@ import Testing
 import TestSupport
 
 /// A small seeded generator so that a failing fuzz case can be replayed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Opens `bytes` as a weight file the way users' files are opened, and reads a few tensors'
 /// values when that succeeds. Returns the error, or nil on success. The bytes stay in memory
@@ -57,7 +47,7 @@ func openAndRead(_ bytes: [UInt8], name: String) throws -> FormatError? {
     }
 
     @Test func garbageBytesAreErrors() throws {
-        var random = SplitMix64(state: 7)
+        var random = SplitMix64(seed: 7)
         let prefixes: [[UInt8]] = [[], [0x50, 0x4B, 0x03, 0x04], [0x80, 0x02], [0x80, 0x04, 0x95], [0x40, 0, 0, 0, 0, 0, 0, 0, 0x7B], Array("GGUF".utf8)]
         for round in 0..<240 {
             let length = Int.random(in: 0..<2048, using: &random)
@@ -77,7 +67,7 @@ func openAndRead(_ bytes: [UInt8], name: String) throws -> FormatError? {
             Files.data("protocol5-legacy.pth"), Files.data("big-endian.pth"), Files.data("sharded-00002-of-00002.safetensors"),
         ]
         let originals = try sources.map { try Files.bytes($0) }
-        var random = SplitMix64(state: 20_251_130)
+        var random = SplitMix64(seed: 20_251_130)
         var errors = 0, successes = 0
         let start = Date()
         for _ in 0..<300 {
