@@ -44,7 +44,6 @@ func runMinimindv(_ arguments: [String], in folder: URL) async throws -> Command
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
-    let stdout = OutputCollector(out), stderr = OutputCollector(err)
     await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
         process.terminationHandler = { _ in continuation.resume() }
         do { try process.run() } catch {
@@ -52,28 +51,11 @@ func runMinimindv(_ arguments: [String], in folder: URL) async throws -> Command
             continuation.resume()
         }
     }
-    return CommandRun(status: process.terminationStatus, stdout: stdout.finish(), stderr: stderr.finish())
-}
-
-/// Reads a pipe as data arrives (so a chatty child never blocks on a full pipe).
-final class OutputCollector: @unchecked Sendable {
-    private let lock = NSLock()
-    private var data = Data()
-    private let handle: FileHandle
-
-    init(_ pipe: Pipe) {
-        handle = pipe.fileHandleForReading
-        handle.readabilityHandler = { [weak self] handle in
-            let chunk = handle.availableData
-            self?.lock.withLock { self?.data.append(chunk) }
-        }
-    }
-
-    func finish() -> String {
-        handle.readabilityHandler = nil
-        let rest = handle.readDataToEndOfFile()
-        return lock.withLock { String(decoding: data + rest, as: UTF8.self) }
-    }
+    // The child has exited, so reading to the end cannot block (its output is far below a pipe's 64 KiB).
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    return CommandRun(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                      stderr: String(decoding: stderr, as: UTF8.self))
 }
 
 func spoolFolder() throws -> URL {
@@ -90,7 +72,7 @@ func answer(_ store: ResultStore, _ id: String, _ text: String, tokens: Int = 3)
                                                prefillMs: 2, decodeMs: 3, cacheHits: 1))
 }
 
-func pollUntil(_ what: String, timeout: Duration = .seconds(20), _ condition: () throws -> Bool) async throws {
+func pollUntil(_ what: String, timeout: Duration = .seconds(60), _ condition: () throws -> Bool) async throws {
     let clock = ContinuousClock()
     let deadline = clock.now + timeout
     while try !condition() {
