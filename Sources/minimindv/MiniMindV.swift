@@ -19,6 +19,9 @@ struct MiniMindV: AsyncParsableCommand {
             Preprocess.self,
             Ask.self,
             Bench.self,
+            Serve.self,
+            Submit.self,
+            Results.self,
         ]
     )
 }
