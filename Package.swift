@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "Conversion", dependencies: ["Formats", "Tokenizer"], swiftSettings: optimized),
         .target(name: "Model", dependencies: ["Formats", "Kernels", "Tokenizer", "Imaging"], swiftSettings: fastMath),
         .target(name: "Engine", dependencies: ["Model", "Kernels", "Tokenizer", "Imaging"]),
-        .target(name: "Store", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "Store", dependencies: ["CSQLite", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "Spool", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Service", dependencies: [
             "Engine", "Spool", "Store", "CSystemd",
@@ -68,6 +68,11 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Model", "Conversion", "TestSupport"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "TestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport"]),
+        .testTarget(name: "ServiceTests", dependencies: ["Service", "Spool", "Store", "TestSupport"]),
+        // The daemon loop with a paced fake executor, run as a child process by IntegrationTests (kill -9, two daemons).
+        .executableTarget(name: "SpoolTestDaemon", dependencies: [
+            "Service", "Spool", "Store", .product(name: "Logging", package: "swift-log"),
+        ], path: "Tests/SpoolTestDaemon"),
+        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "Store"]),
     ]
 )

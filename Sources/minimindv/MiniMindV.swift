@@ -17,6 +17,9 @@ struct MiniMindV: AsyncParsableCommand {
             Tokenize.self,
             RenderTemplate.self,
             Preprocess.self,
+            Serve.self,
+            Submit.self,
+            Results.self,
         ]
     )
 }

@@ -1,6 +1,0 @@
-import Engine
-import Spool
-import Store
-import CSystemd
-/// The daemon loop.
-public enum ServiceModule {}

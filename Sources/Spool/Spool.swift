@@ -1,2 +1,0 @@
-/// The spool directory protocol.
-public enum SpoolModule {}

@@ -1,3 +1,0 @@
-import GRDB
-/// The results database and the vision-embedding cache.
-public enum StoreModule {}

@@ -1,0 +1,145 @@
+import Foundation
+import Store
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The daemon loop as a real process (Tests/SpoolTestDaemon: `SpoolDaemon` with a paced fake executor),
+/// so that it can be killed with SIGKILL and run twice on one spool.
+struct DaemonProcess {
+    static let binary = spoolTestBinary.deletingLastPathComponent().appendingPathComponent("SpoolTestDaemon")
+    let process: Process
+    let log: String
+
+    init(root: URL, batch: Int = 4, stepMs: Int = 5, name: String = "a") throws {
+        log = root.appendingPathComponent("admissions-\(name).log").path
+        process = Process()
+        process.executableURL = Self.binary
+        process.arguments = [root.appendingPathComponent("spool").path, root.appendingPathComponent("results.sqlite").path,
+                             "\(batch)", "\(stepMs)", log]
+        process.standardError = FileHandle.standardError
+        try process.run()
+    }
+
+    func kill9() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    func terminate() -> Int32 {
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    var admitted: [String] {
+        ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+}
+
+/// Drops single-file jobs into incoming/ the protocol's way (write in tmp/, rename).
+func enqueue(_ ids: [String], in root: URL, maxTokens: Int = 4, question: (String) -> String = { "question \($0)" }) throws {
+    for id in ids {
+        let tmp = root.appendingPathComponent("spool/tmp/\(id).json")
+        try Data(#"{"question": "\#(question(id))", "max_tokens": \#(maxTokens)}"#.utf8).write(to: tmp)
+        try FileManager.default.moveItem(at: tmp, to: root.appendingPathComponent("spool/incoming/\(id).json"))
+    }
+}
+
+func visible(_ folder: URL) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
+}
+
+@Suite struct SpoolDaemonProcesses {
+    /// Issue 5's crash test: kill -9 the daemon at several moments while it works, restart it; in the end every
+    /// job has exactly one result row, all answered, and nothing is left in incoming/ or active/.
+    @Test func killingTheDaemonMidWorkLosesNothingAndLeavesNothingBehind() async throws {
+        let root = try spoolFolder()
+        let ids = (0..<50).map { String(format: "job-%02d", $0) }
+        try enqueue(ids, in: root, maxTokens: 6)
+        let store = try ResultStore(path: root.appendingPathComponent("results.sqlite").path)
+        func doneCount() throws -> Int { try store.records(JobQuery(status: .done)).count }
+
+        var kills = 0
+        for threshold in [3, 15, 30, 42] {
+            let daemon = try DaemonProcess(root: root)
+            try await pollUntil("\(threshold) answers", timeout: .seconds(60)) { try doneCount() >= threshold }
+            daemon.kill9()
+            kills += 1
+        }
+        #expect(kills == 4)
+        #expect(try doneCount() < 50, "the last kill happened while work remained")
+        let last = try DaemonProcess(root: root)
+        try await pollUntil("all answers", timeout: .seconds(60)) { try doneCount() == 50 }
+        #expect(last.terminate() == 0)
+
+        let rows = try store.records(JobQuery())
+        #expect(rows.count == 50)
+        #expect(rows.map(\.id).sorted() == ids)
+        #expect(rows.allSatisfy { $0.status == .done && $0.answer == "answer to: question \($0.id)" })
+        #expect(visible(root.appendingPathComponent("spool/incoming")).isEmpty)
+        #expect(visible(root.appendingPathComponent("spool/active")).isEmpty)
+        #expect(visible(root.appendingPathComponent("spool/failed")).isEmpty)
+        #expect(visible(root.appendingPathComponent("spool/done")) == ids.map { "\($0).json" })
+        // Jobs running at a kill were started again, never more often than the kills allow.
+        #expect(rows.allSatisfy { $0.attempts >= 1 && $0.attempts <= 1 + kills })
+    }
+
+    /// A job that brings the daemon down every time is failed as poison after 3 attempts instead of crashing it forever.
+    @Test func aJobThatKillsTheDaemonThreeTimesIsFailedAsPoison() async throws {
+        let root = try spoolFolder()
+        try enqueue(["a-normal", "b-normal"], in: root)
+        try enqueue(["poison"], in: root, question: { _ in "CRASH the daemon" })
+        let store = try ResultStore(path: root.appendingPathComponent("results.sqlite").path)
+        var deaths = 0
+        for _ in 0..<6 {
+            let daemon = try DaemonProcess(root: root, batch: 1)
+            try await pollUntil("the daemon to die or finish", timeout: .seconds(60)) {
+                if !daemon.process.isRunning { return true }
+                return try store.record(id: "poison")?.status == .failed && store.records(JobQuery(status: .done)).count == 2
+            }
+            if daemon.process.isRunning {
+                #expect(daemon.terminate() == 0)
+                break
+            }
+            #expect(daemon.process.terminationReason == .uncaughtSignal)
+            deaths += 1
+        }
+        #expect(deaths == 3)
+        let poison = try #require(try store.record(id: "poison"))
+        #expect(poison.status == .failed)
+        #expect(poison.attempts == 3)
+        #expect(poison.error?.contains("poison job") == true)
+        #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent("spool/failed/poison.json.error.txt").path))
+        #expect(try store.records(JobQuery(status: .done)).map(\.id).sorted() == ["a-normal", "b-normal"])
+    }
+
+    /// Two daemons on one spool: 100 jobs, each answered exactly once.
+    @Test func twoDaemonsOnOneSpoolAnswerEachJobExactlyOnce() async throws {
+        let root = try spoolFolder()
+        let first = try DaemonProcess(root: root, batch: 4, stepMs: 4, name: "first")
+        let second = try DaemonProcess(root: root, batch: 4, stepMs: 4, name: "second")
+        let active = root.appendingPathComponent("spool/active")
+        try await pollUntil("both daemons to start") { visible(active).filter { $0.hasPrefix("@") }.count == 2 }
+        let ids = (0..<100).map { String(format: "shared-%03d", $0) }
+        try enqueue(ids, in: root)
+        let store = try ResultStore(path: root.appendingPathComponent("results.sqlite").path)
+        try await pollUntil("100 answers", timeout: .seconds(90)) { try store.records(JobQuery(status: .done)).count == 100 }
+        #expect(first.terminate() == 0)
+        #expect(second.terminate() == 0)
+
+        let byFirst = first.admitted, bySecond = second.admitted
+        #expect(Set(byFirst).isDisjoint(with: bySecond))
+        #expect((byFirst + bySecond).sorted() == ids)
+        #expect(!byFirst.isEmpty && !bySecond.isEmpty, "both daemons took work: \(byFirst.count) and \(bySecond.count)")
+        let rows = try store.records(JobQuery())
+        #expect(rows.count == 100)
+        #expect(rows.allSatisfy { $0.attempts == 1 && $0.status == .done })
+        #expect(Set(rows.compactMap(\.worker)).count == 2)
+        #expect(visible(active).isEmpty)
+        #expect(visible(root.appendingPathComponent("spool/incoming")).isEmpty)
+    }
+}
