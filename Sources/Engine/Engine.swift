@@ -1,3 +1,97 @@
+import Foundation
+import Kernels
 import Model
-/// Sequences, KV caches, batched steps, sampling, generation.
-public enum EngineModule {}
+
+/// Runs a model: image encoding, prefill and batched decode steps over many sequences.
+///
+/// Not thread-safe: one caller drives it (the CLI, or the daemon's loop); the kernels use the
+/// OpenBLAS threads.
+public final class Engine: @unchecked Sendable {
+    public let model: VisionLanguageModel
+
+    /// - Parameter threads: sets the OpenBLAS threads (process-wide; < 1 = every core); nil
+    ///   leaves them as they are (OpenBLAS starts with one per core).
+    public init(model: VisionLanguageModel, threads: Int? = nil) {
+        self.model = model
+        if let threads { Kernels.setThreadCount(threads) }
+    }
+
+    public var endOfTurnID: Int { model.config.endOfTurnID }
+
+    /// Encodes a batch of preprocessed images (`[images, 3, size, size]`) in one pass into the
+    /// projected features that replace each image's placeholder run.
+    public func encodeImages(pixels: [Float], count: Int) throws(ModelError) -> [[Float]] {
+        guard count > 0 else { return [] }
+        return try model.imageEmbeddings(pixels: pixels, images: count)
+    }
+
+    /// Starts a sequence: embeds the prompt (images into their placeholder runs, in order) and
+    /// runs it through the decoder, leaving the logits for the first new token.
+    public func start(prompt: [Int], images: [[Float]] = [], sampling: SamplingSettings,
+                      stop: StopConditions) throws(ModelError) -> GenerationSequence {
+        guard !prompt.isEmpty else { throw ModelError(.invalidInput, "empty prompt") }
+        if let problem = sampling.problem { throw ModelError(.invalidInput, problem) }
+        let embeddings = try model.promptEmbeddings(tokens: prompt, images: images)
+        let cache = model.decoder.makeCache(capacity: prompt.count + max(stop.maxNewTokens, 0) + 1)
+        let logits = try model.decoder.forward([(cache, embeddings)])[0]
+        return GenerationSequence(promptTokens: prompt, cache: cache, sampler: Sampler(sampling), stop: stop, logits: logits)
+    }
+
+    /// One decode step for every unfinished sequence: draw each one's next token, then run all
+    /// the new tokens through the decoder in one batch. Sequences may be at different positions
+    /// and may join or leave between steps.
+    /// - Returns: per sequence, the token added to its answer this step (nil if none).
+    @discardableResult
+    public func step(_ sequences: [GenerationSequence]) throws(ModelError) -> [Int?] {
+        let emitted = sequences.map { $0.chooseNext() }
+        var batch: [(GenerationSequence, Int)] = []
+        for (sequence, token) in zip(sequences, emitted) {
+            if let token, !sequence.isFinished { batch.append((sequence, token)) }
+        }
+        if !batch.isEmpty {
+            var inputs: [(cache: KVCache, embeddings: [Float])] = []
+            for (sequence, token) in batch { inputs.append((sequence.cache, try model.decoder.embed([token]))) }
+            let logits = try model.decoder.forward(inputs)
+            for ((sequence, _), row) in zip(batch, logits) { sequence.nextLogits = row }
+        }
+        return emitted
+    }
+
+    /// Answers one prompt, calling `onToken` with each answer token as it is produced.
+    public func generate(
+        prompt: [Int], images: [[Float]] = [], sampling: SamplingSettings, stop: StopConditions,
+        onToken: (Int) -> Void = { _ in }
+    ) throws(ModelError) -> Generation {
+        let prefillStart = DispatchTime.now()
+        let sequence = try start(prompt: prompt, images: images, sampling: sampling, stop: stop)
+        let firstLogits = sequence.nextLogits
+        let prefillSeconds = seconds(since: prefillStart)
+        let decodeStart = DispatchTime.now()
+        while !sequence.isFinished {
+            if let token = try step([sequence])[0] { onToken(token) }
+        }
+        return Generation(promptTokens: prompt, outputTokens: sequence.outputTokens,
+                          finishReason: sequence.finishReason ?? .maxTokens, firstLogits: firstLogits,
+                          prefillSeconds: prefillSeconds, decodeSeconds: seconds(since: decodeStart))
+    }
+}
+
+/// A finished answer and its timings.
+public struct Generation: Sendable {
+    public var promptTokens: [Int]
+    public var outputTokens: [Int]
+    public var finishReason: FinishReason
+    /// Logits at the last prompt position.
+    public var firstLogits: [Float]
+    public var prefillSeconds: Double
+    public var decodeSeconds: Double
+
+    /// Answer tokens per second of decoding (the prefill not counted).
+    public var tokensPerSecond: Double {
+        decodeSeconds > 0 ? Double(outputTokens.count) / decodeSeconds : 0
+    }
+}
+
+func seconds(since start: DispatchTime) -> Double {
+    Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+}

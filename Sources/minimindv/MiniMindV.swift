@@ -20,6 +20,8 @@ struct MiniMindV: AsyncParsableCommand {
             Serve.self,
             Submit.self,
             Results.self,
+            Ask.self,
+            Bench.self,
         ]
     )
 }

@@ -1,0 +1,35 @@
+extension Kernels {
+    /// IEEE half-precision little-endian values to float32.
+    public static func widenFloat16(_ src: UnsafeRawPointer, count: Int, into out: UnsafeMutablePointer<Float>) {
+        for i in 0..<count {
+            let bits = src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)
+            out[i] = Float(Float16(bitPattern: UInt16(littleEndian: bits)))
+        }
+    }
+
+    /// bfloat16 little-endian values to float32 (the upper half of a float32).
+    public static func widenBFloat16(_ src: UnsafeRawPointer, count: Int, into out: UnsafeMutablePointer<Float>) {
+        for i in 0..<count {
+            let bits = UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+            out[i] = Float(bitPattern: UInt32(bits) << 16)
+        }
+    }
+
+    /// Bytes of one GGUF Q8_0 block: a float16 scale then 32 signed bytes.
+    public static let q8_0BlockBytes = 34
+    public static let q8_0BlockValues = 32
+
+    /// GGUF Q8_0 blocks to float32: value = scale · q. `count` must be a multiple of 32.
+    public static func widenQ8_0(_ src: UnsafeRawPointer, count: Int, into out: UnsafeMutablePointer<Float>) {
+        for block in 0..<(count / q8_0BlockValues) {
+            let base = block * q8_0BlockBytes
+            let scaleBits = UInt16(littleEndian: src.loadUnaligned(fromByteOffset: base, as: UInt16.self))
+            let scale = Float(Float16(bitPattern: scaleBits))
+            let dst = out + block * q8_0BlockValues
+            for j in 0..<q8_0BlockValues {
+                let q = src.load(fromByteOffset: base + 2 + j, as: Int8.self)
+                dst[j] = scale * Float(q)
+            }
+        }
+    }
+}

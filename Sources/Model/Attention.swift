@@ -1,0 +1,101 @@
+import Formats
+import Kernels
+
+/// Rows of one sequence inside a batch: where they sit in the batch's activations and the cache
+/// they read and extend.
+struct BatchSegment {
+    let cache: KVCache
+    /// First row of this sequence in the batch buffers.
+    let firstRow: Int
+    /// New positions this step (the prompt at prefill, 1 when decoding).
+    let rows: Int
+    /// Position of the first new row (= cache.count before the step).
+    let startPosition: Int
+}
+
+/// Grouped-query self-attention of the decoder with RoPE (and q/k RMSNorm for gen3).
+struct Attention: Sendable {
+    let config: DecoderConfig
+    let layer: Int
+    let query: Linear             // [heads·hd, hidden]
+    let key: Linear               // [kv·hd, hidden]
+    let value: Linear             // [kv·hd, hidden]
+    let output: Linear            // [hidden, heads·hd]
+    let queryNorm: RMSNorm?       // [hd] (gen3)
+    let keyNorm: RMSNorm?         // [hd] (gen3)
+
+    init(_ loader: WeightLoader, layer n: Int, config c: DecoderConfig) throws(ModelError) {
+        config = c
+        layer = n
+        query = try Linear(loader, TensorName.attentionQ(n), out: c.queryWidth, in: c.hiddenSize)
+        key = try Linear(loader, TensorName.attentionK(n), out: c.kvWidth, in: c.hiddenSize)
+        value = try Linear(loader, TensorName.attentionV(n), out: c.kvWidth, in: c.hiddenSize)
+        output = try Linear(loader, TensorName.attentionOutput(n), out: c.hiddenSize, in: c.queryWidth)
+        if c.hasQKNorm {
+            queryNorm = try RMSNorm(loader, TensorName.attentionQNorm(n), dim: c.headDim, epsilon: c.rmsNormEpsilon)
+            keyNorm = try RMSNorm(loader, TensorName.attentionKNorm(n), dim: c.headDim, epsilon: c.rmsNormEpsilon)
+        } else {
+            queryNorm = nil
+            keyNorm = nil
+        }
+    }
+
+    /// `h += attention(x) Woᵀ` for every segment of the batch; writes this layer's new keys and
+    /// values into each segment's cache (the caller advances the caches after the last layer).
+    func callAsFunction(
+        _ x: UnsafePointer<Float>, rows: Int, segments: [BatchSegment], rotary: RotaryTable,
+        residual h: UnsafeMutablePointer<Float>
+    ) {
+        let hd = config.headDim, heads = config.headCount, kvHeads = config.kvHeadCount
+        let qWidth = config.queryWidth, kvWidth = config.kvWidth
+        let q = FloatBuffer(count: rows * qWidth)       // [rows, heads, hd]
+        let k = FloatBuffer(count: rows * kvWidth)      // [rows, kv, hd]
+        let v = FloatBuffer(count: rows * kvWidth)      // [rows, kv, hd]
+        query(x, rows: rows, into: q.pointer)
+        key(x, rows: rows, into: k.pointer)
+        value(x, rows: rows, into: v.pointer)
+        if let queryNorm, let keyNorm {
+            queryNorm(q.pointer, rows: rows * heads, into: q.pointer)
+            keyNorm(k.pointer, rows: rows * kvHeads, into: k.pointer)
+        }
+        for segment in segments {
+            for t in 0..<segment.rows {
+                let row = segment.firstRow + t
+                rotary.rotate(q.pointer + row * qWidth, heads: heads, position: segment.startPosition + t)
+                rotary.rotate(k.pointer + row * kvWidth, heads: kvHeads, position: segment.startPosition + t)
+            }
+            let cachedKeys = segment.cache.keys(layer) + segment.startPosition * kvWidth
+            let cachedValues = segment.cache.values(layer) + segment.startPosition * kvWidth
+            cachedKeys.update(from: k.pointer + segment.firstRow * kvWidth, count: segment.rows * kvWidth)
+            cachedValues.update(from: v.pointer + segment.firstRow * kvWidth, count: segment.rows * kvWidth)
+        }
+
+        let attended = FloatBuffer(count: rows * qWidth)    // [rows, heads, hd]
+        let group = heads / kvHeads
+        let scale = 1 / Float(hd).squareRoot()
+        for segment in segments {
+            let length = segment.startPosition + segment.rows         // keys visible to the last row
+            let scores = FloatBuffer(count: segment.rows * length)    // [rows, length]
+            let allKeys = UnsafePointer(segment.cache.keys(layer))    // [length, kv, hd]
+            let allValues = UnsafePointer(segment.cache.values(layer))
+            for head in 0..<heads {
+                let kvHead = head / group
+                let qHead = UnsafePointer(q.pointer + segment.firstRow * qWidth + head * hd)
+                Kernels.matmulTransposedB(m: segment.rows, n: length, k: hd, alpha: scale,
+                                          qHead, lda: qWidth, allKeys + kvHead * hd, ldb: kvWidth,
+                                          into: scores.pointer, ldc: length)
+                for t in 0..<segment.rows {
+                    // Causal mask: row t sees positions 0...startPosition + t.
+                    let visible = segment.startPosition + t + 1
+                    let row = scores.pointer + t * length
+                    if visible < length { (row + visible).update(repeating: -.infinity, count: length - visible) }
+                }
+                Kernels.softmax(scores.pointer, rows: segment.rows, count: length)
+                Kernels.matmul(m: segment.rows, n: hd, k: length, scores.pointer, lda: length,
+                               allValues + kvHead * hd, ldb: kvWidth,
+                               into: attended.pointer + segment.firstRow * qWidth + head * hd, ldc: qWidth)
+            }
+        }
+        output(attended.pointer, rows: rows, into: h, accumulate: true)
+    }
+}

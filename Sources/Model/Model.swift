@@ -1,4 +1,0 @@
-import Formats
-import Kernels
-/// The MiniMind-V networks: vision encoders, projectors, the decoder.
-public enum ModelModule {}

@@ -1,0 +1,89 @@
+import Formats
+import Kernels
+
+/// One weight tensor as float32, ready for the kernels.
+///
+/// A float32 tensor of a memory-mapped file is used in place; float16, bfloat16 and Q8_0 tensors
+/// (and anything not mapped) are widened once into memory of our own.
+public final class Parameter: @unchecked Sendable {
+    public let name: String
+    /// PyTorch order, outermost first.
+    public let shape: [Int]
+    public let pointer: UnsafePointer<Float>
+    private let owned: FloatBuffer?
+    /// Keeps the file mapping alive while `pointer` points into it.
+    private let source: Tensor?
+    /// The stacked tensor a slice points into.
+    private let parent: Parameter?
+
+    init(tensor: Tensor) throws(ModelError) {
+        name = tensor.name
+        shape = tensor.shape
+        let count = tensor.elementCount
+        if tensor.dtype == .float32, tensor.bytes.isMapped,
+           let address = tensor.bytes.withUnsafeBytes({ $0.baseAddress }),
+           Int(bitPattern: address) % MemoryLayout<Float>.alignment == 0 {
+            // The map outlives this object through `source`, so the address stays valid.
+            pointer = address.assumingMemoryBound(to: Float.self)
+            owned = nil
+            source = tensor
+            parent = nil
+            return
+        }
+        let buffer = FloatBuffer(count: count)
+        let expectedBytes = tensor.dtype.byteCount(elements: count)
+        guard let expectedBytes, expectedBytes == tensor.bytes.count else {
+            throw ModelError(.invalidModel, "tensor \(tensor.name): \(tensor.bytes.count) bytes for \(count) \(tensor.dtype) values")
+        }
+        try tensor.bytes.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws(ModelError) in
+            guard let base = raw.baseAddress else { return }
+            switch tensor.dtype {
+            case .float32:
+                for i in 0..<count { buffer.pointer[i] = base.loadUnaligned(fromByteOffset: 4 * i, as: Float.self) }
+            case .float16: Kernels.widenFloat16(base, count: count, into: buffer.pointer)
+            case .bfloat16: Kernels.widenBFloat16(base, count: count, into: buffer.pointer)
+            case .q8_0: Kernels.widenQ8_0(base, count: count, into: buffer.pointer)
+            default:
+                throw ModelError(.unsupported, "tensor \(tensor.name) is \(tensor.dtype); weights must be float32, float16, bfloat16 or q8_0")
+            }
+        }
+        pointer = UnsafePointer(buffer.pointer)
+        owned = buffer
+        source = nil
+        parent = nil
+    }
+
+    init(sliceOf stacked: Parameter, index: Int) {
+        let inner = Array(stacked.shape.dropFirst())
+        let size = inner.reduce(1, *)
+        name = "\(stacked.name)[\(index)]"
+        shape = inner
+        pointer = stacked.pointer + index * size
+        owned = nil
+        source = nil
+        parent = stacked
+    }
+
+    public var count: Int { shape.reduce(1, *) }
+    public var values: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+}
+
+/// Reads weights by name with their expected shapes, so a wrong file fails at load with the
+/// tensor's name instead of producing garbage.
+struct WeightLoader {
+    let file: any ModelFile
+
+    func load(_ name: String, _ shape: [Int]) throws(ModelError) -> Parameter {
+        guard let tensor = file.tensor(named: name) else {
+            throw ModelError(.invalidModel, "tensor \(name) missing in \(file.sourceDescription): "
+                + "is this a MiniMind-V model written by `minimindv convert`?")
+        }
+        guard tensor.shape == shape else {
+            throw ModelError(.invalidModel, "tensor \(name) in \(file.sourceDescription) has shape \(tensor.shape); "
+                + "the metadata implies \(shape)")
+        }
+        return try Parameter(tensor: tensor)
+    }
+
+    func has(_ name: String) -> Bool { file.tensor(named: name) != nil }
+}

@@ -1,0 +1,105 @@
+import ArgumentParser
+import Engine
+import Foundation
+import Formats
+import Kernels
+import Model
+import Tokenizer
+
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure a model file's speed on this machine.",
+        discussion: """
+            Vision encoder ms/image at batch 1 and 8, prefill tokens/s of an image prompt (LLM only), \
+            decode tokens/s at batch 1 and 8 (all sequences), peak RSS and threads. Each figure is the \
+            median of --repeats runs after one warm-up; images are synthetic pixels.
+            """)
+
+    @Option(help: "The .gguf model file.")
+    var model: String
+
+    @Option(help: "Compute threads (default: all cores).")
+    var threads: Int?
+
+    @Option(help: "Runs per figure (median reported).")
+    var repeats: Int = 3
+
+    @Option(help: "Tokens decoded per sequence for the decode figures.")
+    var decodeTokens: Int = 32
+
+    func validate() throws {
+        if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
+        if decodeTokens < 2 { throw ValidationError("--decode-tokens must be at least 2") }
+    }
+
+    func run() async throws {
+        let file = try GGUFFile(path: model)
+        let network = try VisionLanguageModel(file: file)
+        let tokenizer = try file.modelTokenizer()
+        let engine = Engine(model: network, threads: threads)
+        let config = network.config
+        var rows: [(String, String)] = []
+
+        var features: [[Float]] = []
+        if let vision = network.visionConfig {
+            let perImage = 3 * vision.imageSize * vision.imageSize
+            var generator = SeededGenerator(seed: 1)
+            let pixels = (0..<(8 * perImage)).map { _ in Float(Double(generator.next() >> 40) / Double(1 << 24)) * 2 - 1 }
+            for batch in [1, 8] {
+                let slice = Array(pixels[0..<(batch * perImage)])
+                let seconds = try median(repeats) { _ = try engine.encodeImages(pixels: slice, count: batch) }
+                rows.append(("vision encoder, batch \(batch)", String(format: "%.1f ms/image", seconds * 1000 / Double(batch))))
+            }
+            features = try engine.encodeImages(pixels: Array(pixels[0..<perImage]), count: 1)
+        }
+
+        // The eval prompt: one image (when the model has an encoder) and upstream's question.
+        let question = config.generation >= 3 ? "请描述这张图中的主要物体和场景。" : "描述一下这个图像的内容。"
+        let prompt = try tokenizer.chatPrompt([ChatMessage(role: "user", content: question, imageCount: features.count)],
+                                              image: try file.imagePlaceholder())
+        let noStop = StopConditions(maxNewTokens: decodeTokens, stopTokenIDs: [])
+        let prefill = try median(repeats) {
+            _ = try engine.start(prompt: prompt.ids, images: features, sampling: .argmax, stop: noStop)
+        }
+        rows.append(("prefill, \(prompt.ids.count)-token prompt", String(format: "%.0f tokens/s (%.1f ms)", Double(prompt.ids.count) / prefill, prefill * 1000)))
+
+        for batch in [1, 8] {
+            var seconds: [Double] = []
+            for run in 0...repeats {
+                let sequences = try (0..<batch).map { _ in
+                    try engine.start(prompt: prompt.ids, images: features, sampling: .argmax, stop: noStop)
+                }
+                let start = Date()
+                while sequences.contains(where: { !$0.isFinished }) { try engine.step(sequences.filter { !$0.isFinished }) }
+                if run > 0 { seconds.append(Date().timeIntervalSince(start)) }
+            }
+            // decodeTokens draws per sequence, decodeTokens - 1 forward passes.
+            let tokens = Double(batch * (decodeTokens - 1))
+            rows.append(("decode, batch \(batch)", String(format: "%.1f tokens/s", tokens / seconds.sorted()[seconds.count / 2])))
+        }
+
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        rows.append(("peak RSS", String(format: "%.0f MB", Double(usage.ru_maxrss) / 1024)))
+        rows.append(("threads", "\(Kernels.threadCount) (OpenBLAS \(Kernels.blasCoreName))"))
+
+        let kind = config.isMoE ? "MoE \(config.expertCount) experts" : "dense"
+        print("\((model as NSString).lastPathComponent): gen\(config.generation) \(config.hiddenSize)x\(config.layerCount) \(kind)")
+        let width = rows.map(\.0.count).max() ?? 0
+        for (name, value) in rows {
+            print(name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + value)
+        }
+    }
+
+    /// Median wall time of `count` runs of `body` after one warm-up run.
+    private func median(_ count: Int, _ body: () throws -> Void) throws -> Double {
+        try body()
+        var times: [Double] = []
+        for _ in 0..<count {
+            let start = Date()
+            try body()
+            times.append(Date().timeIntervalSince(start))
+        }
+        return times.sorted()[times.count / 2]
+    }
+}
