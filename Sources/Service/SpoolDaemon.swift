@@ -414,22 +414,54 @@ public final class SpoolDaemon: @unchecked Sendable {
     }
 }
 
-/// Turns SIGTERM and SIGINT into `SpoolDaemon.requestStop()`. Keep the value alive while the daemon runs.
+/// Write end of the pipe the signal handler reports to (a C handler cannot capture context).
+nonisolated(unsafe) private var stopSignalPipe: Int32 = -1
+
+/// Turns SIGTERM and SIGINT into a call of `onSignal` (the daemon's `requestStop()`), on a thread of its own.
+/// The handler is installed synchronously, so there is no moment in which a signal is lost: before it,
+/// the default action ends the process; after it, the daemon drains. Keep the value alive while serving.
 public final class StopSignals: @unchecked Sendable {
-    private var sources: [any DispatchSourceSignal] = []
+    private let signals: [Int32]
+    private let writeFD: Int32
 
     public init(signals: [Int32] = [SIGTERM, SIGINT], onSignal: @escaping @Sendable (Int32) -> Void) {
+        self.signals = signals
+        var fds: [Int32] = [-1, -1]
+        _ = pipe(&fds)
+        let readFD = fds[0]
+        writeFD = fds[1]
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        _ = fcntl(writeFD, F_SETFL, fcntl(writeFD, F_GETFL) | O_NONBLOCK)
+        Thread.detachNewThread {
+            var byte: UInt8 = 0
+            while true {
+                let got = read(readFD, &byte, 1)
+                if got < 0 && errno == EINTR { continue }
+                if got <= 0 || byte == 0 { break }
+                onSignal(Int32(byte))
+            }
+            close(readFD)
+        }
+        stopSignalPipe = writeFD
+        // A parent may hand us these signals blocked (a blocked mask is inherited across exec); a blocked
+        // SIGTERM would never reach the handler and systemd would have to SIGKILL us.
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        for number in signals { sigaddset(&unblock, number) }
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
         for number in signals {
-            signal(number, SIG_IGN)  // the dispatch source receives it instead of the default (terminate)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { onSignal(number) }
-            source.resume()
-            sources.append(source)
+            // Only async-signal-safe work in the handler: one write(2).
+            _ = signal(number) { received in
+                var byte = UInt8(truncatingIfNeeded: received)
+                _ = write(stopSignalPipe, &byte, 1)
+            }
         }
     }
 
     deinit {
-        for source in sources { source.cancel() }
-        for number in [SIGTERM, SIGINT] { signal(number, SIG_DFL) }
+        for number in signals { _ = signal(number, SIG_DFL) }
+        var stop: UInt8 = 0
+        _ = write(writeFD, &stop, 1)
+        close(writeFD)
     }
 }

@@ -34,11 +34,26 @@ func startMinimindv(_ arguments: [String], in folder: URL) throws -> (Process, P
     return (process, out, err)
 }
 
-func runMinimindv(_ arguments: [String], in folder: URL) throws -> CommandRun {
-    let (process, out, err) = try startMinimindv(arguments, in: folder)
+/// Runs `minimindv` to completion. The wait is a continuation, not a blocking call: Swift Testing's task
+/// threads are as many as the cores (2 here) and must not be held by waits on children.
+func runMinimindv(_ arguments: [String], in folder: URL) async throws -> CommandRun {
+    let process = Process()
+    process.executableURL = spoolTestBinary
+    process.arguments = arguments
+    process.currentDirectoryURL = folder
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        process.terminationHandler = { _ in continuation.resume() }
+        do { try process.run() } catch {
+            process.terminationHandler = nil
+            continuation.resume()
+        }
+    }
+    // The child has exited, so reading to the end cannot block (its output is far below a pipe's 64 KiB).
     let stdout = out.fileHandleForReading.readDataToEndOfFile()
     let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
     return CommandRun(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
                       stderr: String(decoding: stderr, as: UTF8.self))
 }
@@ -57,7 +72,7 @@ func answer(_ store: ResultStore, _ id: String, _ text: String, tokens: Int = 3)
                                                prefillMs: 2, decodeMs: 3, cacheHits: 1))
 }
 
-func pollUntil(_ what: String, timeout: Duration = .seconds(20), _ condition: () throws -> Bool) async throws {
+func pollUntil(_ what: String, timeout: Duration = .seconds(60), _ condition: () throws -> Bool) async throws {
     let clock = ContinuousClock()
     let deadline = clock.now + timeout
     while try !condition() {
@@ -66,11 +81,11 @@ func pollUntil(_ what: String, timeout: Duration = .seconds(20), _ condition: ()
     }
 }
 
-@Suite struct SpoolCommands {
-    @Test func submitWritesAWholeJobIntoIncomingAndPrintsItsID() throws {
+@Suite(.serialized) struct SpoolCommands {
+    @Test func submitWritesAWholeJobIntoIncomingAndPrintsItsID() async throws {
         let root = try spoolFolder()
         let bird = Fixtures.minimind.appendingPathComponent("images/bird-0.jpg")
-        let run = try runMinimindv(["submit", "--image", bird.path, "--max-tokens", "12", "--temperature", "0",
+        let run = try await runMinimindv(["submit", "--image", bird.path, "--max-tokens", "12", "--temperature", "0",
                                     "--priority", "3", "What bird is this?"], in: root)
         #expect(run.status == 0, "\(run.stderr)")
         let id = run.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -84,9 +99,9 @@ func pollUntil(_ what: String, timeout: Duration = .seconds(20), _ condition: ()
         #expect(try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("spool/tmp").path).isEmpty)
     }
 
-    @Test func submitIntoAFolderThatIsNotASpoolFailsWithAHint() throws {
+    @Test func submitIntoAFolderThatIsNotASpoolFailsWithAHint() async throws {
         let root = try Fixtures.temporaryDirectory("spool-cli")
-        let run = try runMinimindv(["submit", "--spool", "nowhere", "q"], in: root)
+        let run = try await runMinimindv(["submit", "--spool", "nowhere", "q"], in: root)
         #expect(run.status != 0)
         #expect(run.stderr.contains("is not a spool"))
     }
@@ -103,8 +118,8 @@ func pollUntil(_ what: String, timeout: Duration = .seconds(20), _ condition: ()
         #expect(process.isRunning)
         let store = try ResultStore(path: db)
         try answer(store, "waited", "Yes, a small bird.")
+        try await pollUntil("submit --wait to exit") { !process.isRunning }
         let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
         #expect(process.terminationStatus == 0)
         #expect(stdout == "waited\nYes, a small bird.\n")
     }
@@ -118,22 +133,22 @@ func pollUntil(_ what: String, timeout: Duration = .seconds(20), _ condition: ()
         }
         _ = try store.start(JobRecord(id: "doomed", status: .running))
         try store.fail(JobRecord(id: "doomed", status: .running), error: "image \"a.jpg\" is corrupt", replacing: [.running])
+        try await pollUntil("submit --wait to exit") { !process.isRunning }
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
         #expect(process.terminationStatus == 2)
         #expect(stderr.contains("job doomed failed: image \"a.jpg\" is corrupt"))
     }
 
-    @Test func resultsWritesJSONLinesWithEveryRequiredFieldAndFilters() throws {
+    @Test func resultsWritesJSONLinesWithEveryRequiredFieldAndFilters() async throws {
         let root = try spoolFolder()
         let store = try ResultStore(path: root.appendingPathComponent("results.sqlite").path)
         try answer(store, "first", "one", tokens: 4)
-        Thread.sleep(forTimeInterval: 0.01)
+        try await Task.sleep(for: .milliseconds(10))
         try answer(store, "second", "two\nlines")
         _ = try store.start(JobRecord(id: "third", status: .running))
         try store.fail(JobRecord(id: "third", status: .running), error: "bad", replacing: [.running])
 
-        let all = try runMinimindv(["results", "--json"], in: root)
+        let all = try await runMinimindv(["results", "--json"], in: root)
         #expect(all.status == 0, "\(all.stderr)")
         let rows = try all.stdout.split(separator: "\n").map {
             try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
@@ -152,20 +167,20 @@ func pollUntil(_ what: String, timeout: Duration = .seconds(20), _ condition: ()
         #expect(first["output_tokens"] as? Int == 4)
         #expect(first["cache_hits"] as? Int == 1)
 
-        let done = try runMinimindv(["results", "--json", "--status", "done", "--limit", "1"], in: root)
+        let done = try await runMinimindv(["results", "--json", "--status", "done", "--limit", "1"], in: root)
         #expect(done.stdout.split(separator: "\n").count == 1)
         #expect(done.stdout.contains(#""id":"second""#))
-        let one = try runMinimindv(["results", "--id", "third"], in: root)
+        let one = try await runMinimindv(["results", "--id", "third"], in: root)
         #expect(one.stdout.hasPrefix("third\tfailed\t"))
         #expect(one.stdout.contains("error: bad"))
-        let text = try runMinimindv(["results", "--id", "second"], in: root)
+        let text = try await runMinimindv(["results", "--id", "second"], in: root)
         #expect(text.stdout.hasSuffix("\ttwo lines\n"))
-        let recent = try runMinimindv(["results", "--since", "1h"], in: root)
+        let recent = try await runMinimindv(["results", "--since", "1h"], in: root)
         #expect(recent.stdout.split(separator: "\n").count == 3)
-        let future = try runMinimindv(["results", "--since", "2999-01-01T00:00:00Z"], in: root)
+        let future = try await runMinimindv(["results", "--since", "2999-01-01T00:00:00Z"], in: root)
         #expect(future.status == 0)
         #expect(future.stdout.isEmpty)
-        let bad = try runMinimindv(["results", "--status", "lost"], in: root)
+        let bad = try await runMinimindv(["results", "--status", "lost"], in: root)
         #expect(bad.status != 0)
         #expect(bad.stderr.contains("--status must be one of queued, running, done, failed"))
     }
@@ -184,7 +199,7 @@ func pollUntil(_ what: String, timeout: Duration = .seconds(20), _ condition: ()
         try await pollUntil("the new rows") { lines.lines.count == 3 }
         try await Task.sleep(for: .milliseconds(600))
         process.terminate()
-        process.waitUntilExit()
+        try await pollUntil("results --follow to exit") { !process.isRunning }
         reader.readabilityHandler = nil
         let ids = lines.lines.compactMap { line in
             (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["id"] as? String
@@ -192,23 +207,23 @@ func pollUntil(_ what: String, timeout: Duration = .seconds(20), _ condition: ()
         #expect(ids == ["old", "new1", "new2"])
     }
 
-    @Test func resultsWithoutADatabaseSaysWhere() throws {
+    @Test func resultsWithoutADatabaseSaysWhere() async throws {
         let root = try spoolFolder()
-        let run = try runMinimindv(["results"], in: root)
+        let run = try await runMinimindv(["results"], in: root)
         #expect(run.status != 0)
         #expect(run.stderr.contains("no results database at ./results.sqlite"))
     }
 
-    @Test func serveReportsConfigFileMistakesWithFileAndLine() throws {
+    @Test func serveReportsConfigFileMistakesWithFileAndLine() async throws {
         let root = try spoolFolder()
         try Data("# settings\n[serve]\nbatch = 8\ncache_mb = \"lots\"\n".utf8).write(to: root.appendingPathComponent("a.toml"))
-        let typed = try runMinimindv(["serve", "--config", "a.toml", "--model", "m.gguf"], in: root)
+        let typed = try await runMinimindv(["serve", "--config", "a.toml", "--model", "m.gguf"], in: root)
         #expect(typed.status != 0)
         #expect(typed.stderr.contains("a.toml:4: cache_mb must be an integer"))
         try Data("batch = 2\nbacth = 3\n".utf8).write(to: root.appendingPathComponent("b.toml"))
-        let unknown = try runMinimindv(["serve", "--config", "b.toml", "--model", "m.gguf"], in: root)
+        let unknown = try await runMinimindv(["serve", "--config", "b.toml", "--model", "m.gguf"], in: root)
         #expect(unknown.stderr.contains("b.toml:2: unknown key \"bacth\""))
-        let noModel = try runMinimindv(["serve"], in: root)
+        let noModel = try await runMinimindv(["serve"], in: root)
         #expect(noModel.stderr.contains("serve needs a model"))
     }
 }

@@ -20,7 +20,7 @@ func runTool(_ path: String, _ arguments: [String], stdin: Data? = nil) throws -
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
-@Suite struct SpoolSystemdFiles {
+@Suite(.serialized) struct SpoolSystemdFiles {
     static let units = Fixtures.packageRoot.appendingPathComponent("systemd")
 
     /// `systemd-analyze verify` exits 0 on many mistakes and only prints them, so any output fails.

@@ -347,16 +347,16 @@ let largeJPEG = Fixtures.minimind.appendingPathComponent("images/v2-Bicycle-Flow
     @Test func stoppingReturnsUnfinishedJobsToIncomingWithinTheDrainBound() async throws {
         let bench = try Bench()
         let ids = try (0..<4).map { try bench.submit("endless \($0)", maxTokens: 8000, id: "e\($0)") }
-        let executor = ScriptedExecutor(stepDelay: 0.001)
+        let stop = StopSwitch()
+        let executor = ScriptedExecutor(stepDelay: 0.001, onStep: { step in if step == 5 { stop.pull() } })
         let daemon = bench.daemon(executor, batch: 2, drain: .milliseconds(200))
+        stop.attach(daemon)
         let running = RunningDaemon(daemon)
-        try await waitUntil("a running batch") { executor.steps.count > 5 }
-        let clock = ContinuousClock()
-        let started = clock.now
+        try await waitUntil(timeout: .seconds(60), "the stop") { running.isFinished }
         try await running.stop()
-        let took = clock.now - started
+        let took = try #require(running.returned) - #require(stop.pulled)
         #expect(took >= .milliseconds(200))
-        #expect(took < .seconds(5))
+        #expect(took < .seconds(3))
 
         #expect(Set(executor.abandoned) == ["e0", "e1"])
         #expect(bench.names(bench.spool.incoming) == ids)
@@ -384,9 +384,12 @@ let largeJPEG = Fixtures.minimind.appendingPathComponent("images/v2-Bicycle-Flow
         let bench = try Bench()
         try bench.submit("short", maxTokens: 300, id: "short")
         try bench.submit("waiting", id: "waiting")
-        let executor = ScriptedExecutor(stepDelay: 0.002)
-        let running = RunningDaemon(bench.daemon(executor, batch: 1, drain: .seconds(15)))
-        try await waitUntil("the first job to run") { !executor.steps.isEmpty }
+        let stop = StopSwitch()
+        let executor = ScriptedExecutor(stepDelay: 0.002, onStep: { step in if step == 0 { stop.pull() } })
+        let daemon = bench.daemon(executor, batch: 1, drain: .seconds(15))
+        stop.attach(daemon)
+        let running = RunningDaemon(daemon)
+        try await waitUntil(timeout: .seconds(60), "the stop") { running.isFinished }
         try await running.stop()
         #expect(try bench.row("short")?.status == .done)
         #expect(try bench.row("waiting") == nil, "no new claims after the stop request")

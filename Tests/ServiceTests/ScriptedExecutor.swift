@@ -136,13 +136,21 @@ final class RunningDaemon: @unchecked Sendable {
     private var finished = false
     private var failure: (any Error)?
 
+    private var returnedAt: ContinuousClock.Instant?
+
     init(_ daemon: SpoolDaemon) {
         self.daemon = daemon
         Thread.detachNewThread { [self] in
             do { try daemon.run() } catch { lock.withLock { failure = error } }
-            lock.withLock { finished = true }
+            lock.withLock {
+                finished = true
+                returnedAt = ContinuousClock().now
+            }
         }
     }
+
+    /// When `run()` returned, taken on the daemon's own thread (test threads can be slow to notice).
+    var returned: ContinuousClock.Instant? { lock.withLock { returnedAt } }
 
     var isFinished: Bool { lock.withLock { finished } }
 
@@ -159,11 +167,31 @@ struct TimedOut: Error, CustomStringConvertible {
     var description: String { "timed out waiting for \(what)" }
 }
 
-func waitUntil(timeout: Duration = .seconds(20), _ what: String, _ condition: () throws -> Bool) async throws {
+func waitUntil(timeout: Duration = .seconds(60), _ what: String, _ condition: () throws -> Bool) async throws {
     let clock = ContinuousClock()
     let deadline = clock.now + timeout
     while try !condition() {
         guard clock.now < deadline else { throw TimedOut(what: what) }
         try await Task.sleep(for: .milliseconds(10))
     }
+}
+
+/// Lets an executor hook (which exists before the daemon) stop the daemon from inside a step, at an exact
+/// point of the work rather than whenever a busy test thread gets round to it.
+final class StopSwitch: @unchecked Sendable {
+    private let lock = NSLock()
+    private var daemon: SpoolDaemon?
+    private var pulledAt: ContinuousClock.Instant?
+
+    func attach(_ daemon: SpoolDaemon) { lock.withLock { self.daemon = daemon } }
+
+    func pull() {
+        let daemon = lock.withLock { () -> SpoolDaemon? in
+            pulledAt = ContinuousClock().now
+            return self.daemon
+        }
+        daemon?.requestStop()
+    }
+
+    var pulled: ContinuousClock.Instant? { lock.withLock { pulledAt } }
 }

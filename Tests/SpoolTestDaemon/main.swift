@@ -2,10 +2,12 @@
 // paced fake executor, so crash, restart and two-daemon behaviour can be tested on real processes
 // before the inference engine exists. Not shipped; `minimindv serve` is the product.
 //
-//   SpoolTestDaemon <spool> <db> <batch> <step-ms> <admissions-log>
+//   SpoolTestDaemon <spool> <db> <batch> <step-ms> <admissions-log> [<die-after>]
 //
 // Each job decodes `max_tokens` (default 4) steps of <step-ms>. A question starting with "CRASH" kills
-// the process (SIGKILL) at its second step: the poison job of issue 5 point 7.
+// the process (SIGKILL) at its second step: the poison job of issue 5 point 7. With <die-after> N > 0 the
+// process kills itself inside the step that completes its N-th answer, before that answer is returned
+// (so computed but never committed): a crash at an exact point of the work, whatever the machine's load.
 import Foundation
 import Logging
 import Service
@@ -16,11 +18,14 @@ final class PacedExecutor: JobExecutor {
     let modelName = "paced-test-executor"
     let stepDelay: TimeInterval
     let log: FileHandle
+    let dieAfter: Int
+    private var answered = 0
     private var batch: [String: (request: JobRequest, produced: Int)] = [:]
 
-    init(stepDelay: TimeInterval, log: FileHandle) {
+    init(stepDelay: TimeInterval, log: FileHandle, dieAfter: Int) {
         self.stepDelay = stepDelay
         self.log = log
+        self.dieAfter = dieAfter
     }
 
     func admit(_ jobs: [JobRequest]) -> [JobOutcome] {
@@ -39,6 +44,8 @@ final class PacedExecutor: JobExecutor {
             slot.produced += 1
             if slot.request.question.hasPrefix("CRASH") && slot.produced == 2 { kill(getpid(), SIGKILL) }
             if slot.produced >= (slot.request.parameters.maxTokens ?? 4) {
+                answered += 1
+                if answered == dieAfter { kill(getpid(), SIGKILL) }
                 batch[id] = nil
                 finished.append(.answered(id: id, JobAnswer(
                     text: "answer to: \(slot.request.question)", promptTokens: 10, outputTokens: slot.produced,
@@ -54,10 +61,11 @@ final class PacedExecutor: JobExecutor {
 }
 
 let arguments = CommandLine.arguments
-guard arguments.count == 6, let batch = Int(arguments[3]), let stepMs = Double(arguments[4]) else {
-    FileHandle.standardError.write(Data("usage: SpoolTestDaemon <spool> <db> <batch> <step-ms> <admissions-log>\n".utf8))
+guard arguments.count == 6 || arguments.count == 7, let batch = Int(arguments[3]), let stepMs = Double(arguments[4]) else {
+    FileHandle.standardError.write(Data("usage: SpoolTestDaemon <spool> <db> <batch> <step-ms> <admissions-log> [<die-after>]\n".utf8))
     exit(64)
 }
+let dieAfter = arguments.count == 7 ? Int(arguments[6]) ?? 0 : 0
 FileManager.default.createFile(atPath: arguments[5], contents: nil)
 guard let log = FileHandle(forWritingAtPath: arguments[5]) else { exit(66) }
 log.seekToEndOfFile()
@@ -73,7 +81,7 @@ do {
         spool: SpoolDirectory(URL(fileURLWithPath: arguments[1])), batchSize: batch, maxAttempts: 3,
         rescanInterval: .milliseconds(100), drainTimeout: .seconds(5))
     let daemon = SpoolDaemon(configuration: configuration, store: store,
-                             executor: PacedExecutor(stepDelay: stepMs / 1000, log: log),
+                             executor: PacedExecutor(stepDelay: stepMs / 1000, log: log, dieAfter: dieAfter),
                              logger: Logger(label: "spool-test-daemon"))
     let signals = StopSignals { _ in daemon.requestStop() }
     try daemon.run()

@@ -117,21 +117,25 @@ func sampleRecord(_ id: String) -> JobRecord {
     }
 
     /// WAL: a reader in another connection (and another process) reads while a write transaction is open.
-    @Test func readersAreNotBlockedByAnOpenWriteTransaction() async throws {
+    @Test func readersAreNotBlockedByAnOpenWriteTransaction() throws {
         let path = try scratchDatabase()
         let writer = try ResultStore(path: path)
         _ = try writer.start(sampleRecord("before"))
         let reader = try ResultStore(path: path, readOnly: true, busyTimeout: 0)
 
+        // The writer holds its transaction on a thread of its own (never on the test's task threads, which a
+        // blocking wait could starve).
         let entered = DispatchSemaphore(value: 0)
         let release = DispatchSemaphore(value: 0)
-        let holder = Task.detached {
-            try writer.withWriteTransaction {
+        let finished = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            _ = try? writer.withWriteTransaction {
                 entered.signal()
                 release.wait()
             }
+            finished.signal()
         }
-        entered.wait()
+        #expect(entered.wait(timeout: .now() + 30) == .success)
         let clock = ContinuousClock()
         let started = clock.now
         // With busy timeout 0 a blocked read would fail at once instead of waiting.
@@ -139,7 +143,7 @@ func sampleRecord(_ id: String) -> JobRecord {
         #expect(try sqlite3(path, "SELECT status FROM jobs WHERE id = 'before'") == "running")
         #expect(clock.now - started < .seconds(2))
         release.signal()
-        try await holder.value
+        #expect(finished.wait(timeout: .now() + 30) == .success)
     }
 }
 
