@@ -16,31 +16,30 @@ extension Kernels {
                 row.update(repeating: 0, count: count)
                 continue
             }
-            var total: Float = 0
-            for i in 0..<count {
-                let e = expf(row[i] - maxValue)
-                row[i] = e
-                total += e
-            }
-            let inverse = 1 / total
-            for i in 0..<count { row[i] *= inverse }
+            map16(row, count: count) { exp16($0 - maxValue) }
+            let inverse = 1 / sum(row, count)
+            map16(row, count: count) { $0 * inverse }
         }
     }
 
     /// `gate[i] = silu(gate[i]) · up[i]`: the SwiGLU inner product of the LLM feed-forward.
     public static func siluMultiply(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
-        for i in 0..<count {
+        var i = 0
+        while i + 16 <= count {
+            let g = load16(gate, i)
+            store16(g / (1 + exp16(-g)) * load16(up, i), gate, i)
+            i += 16
+        }
+        while i < count {
             let g = gate[i]
             gate[i] = g / (1 + expf(-g)) * up[i]
+            i += 1
         }
     }
 
     /// SiLU in place: `x · sigmoid(x)`.
     public static func silu(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count {
-            let v = x[i]
-            x[i] = v / (1 + expf(-v))
-        }
+        map16(x, count: count) { $0 / (1 + exp16(-$0)) }
     }
 
     /// Exact GELU in place: `0.5 x (1 + erf(x / √2))` (PyTorch `gelu`, `approximate='none'`).
@@ -52,20 +51,19 @@ extension Kernels {
         }
     }
 
-    /// Tanh-approximated GELU in place (PyTorch `gelu(approximate='tanh')`, `gelu_pytorch_tanh`).
+    /// Tanh-approximated GELU in place (PyTorch `gelu(approximate='tanh')`, `gelu_pytorch_tanh`):
+    /// with tanh(y) = 1 - 2 / (e^{2y} + 1).
     public static func geluTanh(_ x: UnsafeMutablePointer<Float>, count: Int) {
         let c: Float = 0.79788456080286536   // sqrt(2 / pi)
-        for i in 0..<count {
-            let v = x[i]
-            x[i] = 0.5 * v * (1 + tanhf(c * (v + 0.044715 * v * v * v)))
+        map16(x, count: count) { v in
+            let y = c * (v + 0.044715 * v * v * v)
+            let tanh = 1 - 2 / (exp16(2 * y) + 1)
+            return 0.5 * v * (1 + tanh)
         }
     }
 
     /// CLIP's quick GELU in place: `x · sigmoid(1.702 x)`.
     public static func quickGELU(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count {
-            let v = x[i]
-            x[i] = v / (1 + expf(-1.702 * v))
-        }
+        map16(x, count: count) { $0 / (1 + exp16(-1.702 * $0)) }
     }
 }

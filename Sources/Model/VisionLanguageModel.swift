@@ -58,22 +58,22 @@ public final class VisionLanguageModel: @unchecked Sendable {
     }
 }
 
-/// Where images go in a prompt: runs of exactly `length` consecutive placeholder ids, in order.
-/// Shorter or longer runs are text (a user may type "@").
+/// Where images go in a prompt: each window of exactly `length` consecutive placeholder ids, left
+/// to right, as upstream finds them (the tokenizer's `ChatPrompt.imageRuns` uses the same rule).
+/// A run twice as long holds two images; a shorter run is text (a user may type "@").
 public struct PlaceholderRuns: Sendable, Equatable {
     public let starts: [Int]
 
     public init(tokens: [Int], placeholder: Int, length: Int) {
         var starts: [Int] = []
         var i = 0
-        while i < tokens.count {
-            guard tokens[i] == placeholder else {
+        while length > 0, i + length <= tokens.count {
+            if tokens[i] == placeholder, tokens[i..<(i + length)].allSatisfy({ $0 == placeholder }) {
+                starts.append(i)
+                i += length
+            } else {
                 i += 1
-                continue
             }
-            let start = i
-            while i < tokens.count, tokens[i] == placeholder { i += 1 }
-            if i - start == length { starts.append(start) }
         }
         self.starts = starts
     }

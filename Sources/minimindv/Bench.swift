@@ -12,7 +12,8 @@ struct Bench: AsyncParsableCommand {
         discussion: """
             Vision encoder ms/image at batch 1 and 8, prefill tokens/s of an image prompt (LLM only), \
             decode tokens/s at batch 1 and 8 (all sequences), peak RSS and threads. Each figure is the \
-            median of --repeats runs after one warm-up; images are synthetic pixels.
+            median of --repeats runs after one warm-up; images are synthetic pixels. In brackets: the \
+            process CPU time of the same runs (all threads), which stays meaningful on a busy machine.
             """)
 
     @Option(help: "The .gguf model file.")
@@ -47,8 +48,8 @@ struct Bench: AsyncParsableCommand {
             let pixels = (0..<(8 * perImage)).map { _ in Float(Double(generator.next() >> 40) / Double(1 << 24)) * 2 - 1 }
             for batch in [1, 8] {
                 let slice = Array(pixels[0..<(batch * perImage)])
-                let seconds = try median(repeats) { _ = try engine.encodeImages(pixels: slice, count: batch) }
-                rows.append(("vision encoder, batch \(batch)", String(format: "%.1f ms/image", seconds * 1000 / Double(batch))))
+                let (seconds, cpu) = try median(repeats) { _ = try engine.encodeImages(pixels: slice, count: batch) }
+                rows.append(("vision encoder, batch \(batch)", String(format: "%.1f ms/image (cpu %.1f)", seconds * 1000 / Double(batch), cpu * 1000 / Double(batch))))
             }
             features = try engine.encodeImages(pixels: Array(pixels[0..<perImage]), count: 1)
         }
@@ -58,24 +59,28 @@ struct Bench: AsyncParsableCommand {
         let prompt = try tokenizer.chatPrompt([ChatMessage(role: "user", content: question, imageCount: features.count)],
                                               image: try file.imagePlaceholder())
         let noStop = StopConditions(maxNewTokens: decodeTokens, stopTokenIDs: [])
-        let prefill = try median(repeats) {
+        let (prefill, prefillCPU) = try median(repeats) {
             _ = try engine.start(prompt: prompt.ids, images: features, sampling: .argmax, stop: noStop)
         }
-        rows.append(("prefill, \(prompt.ids.count)-token prompt", String(format: "%.0f tokens/s (%.1f ms)", Double(prompt.ids.count) / prefill, prefill * 1000)))
+        rows.append(("prefill, \(prompt.ids.count)-token prompt", String(format: "%.0f tokens/s, %.1f ms (cpu %.1f)", Double(prompt.ids.count) / prefill, prefill * 1000, prefillCPU * 1000)))
 
         for batch in [1, 8] {
             var seconds: [Double] = []
+            var cpu: [Double] = []
             for run in 0...repeats {
                 let sequences = try (0..<batch).map { _ in
                     try engine.start(prompt: prompt.ids, images: features, sampling: .argmax, stop: noStop)
                 }
-                let start = Date()
+                let start = Date(), startCPU = cpuSeconds()
                 while sequences.contains(where: { !$0.isFinished }) { try engine.step(sequences.filter { !$0.isFinished }) }
-                if run > 0 { seconds.append(Date().timeIntervalSince(start)) }
+                if run > 0 {
+                    seconds.append(Date().timeIntervalSince(start))
+                    cpu.append(cpuSeconds() - startCPU)
+                }
             }
             // decodeTokens draws per sequence, decodeTokens - 1 forward passes.
             let tokens = Double(batch * (decodeTokens - 1))
-            rows.append(("decode, batch \(batch)", String(format: "%.1f tokens/s", tokens / seconds.sorted()[seconds.count / 2])))
+            rows.append(("decode, batch \(batch)", String(format: "%.1f tokens/s (per cpu s %.1f)", tokens / seconds.sorted()[seconds.count / 2], tokens / cpu.sorted()[cpu.count / 2])))
         }
 
         var usage = rusage()
@@ -91,15 +96,24 @@ struct Bench: AsyncParsableCommand {
         }
     }
 
-    /// Median wall time of `count` runs of `body` after one warm-up run.
-    private func median(_ count: Int, _ body: () throws -> Void) throws -> Double {
+    /// Median wall and CPU time of `count` runs of `body` after one warm-up run.
+    private func median(_ count: Int, _ body: () throws -> Void) throws -> (wall: Double, cpu: Double) {
         try body()
-        var times: [Double] = []
+        var times: [Double] = [], cpu: [Double] = []
         for _ in 0..<count {
-            let start = Date()
+            let start = Date(), startCPU = cpuSeconds()
             try body()
             times.append(Date().timeIntervalSince(start))
+            cpu.append(cpuSeconds() - startCPU)
         }
-        return times.sorted()[times.count / 2]
+        return (times.sorted()[times.count / 2], cpu.sorted()[cpu.count / 2])
+    }
+
+    /// User + system CPU time of this process so far.
+    private func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 }

@@ -249,3 +249,24 @@ struct ThreadTests {
         #expect(Kernels.threadCount == min(Kernels.coreCount, 64))
     }
 }
+
+@Suite("Vectorised exponential")
+struct ExponentialTests {
+    @Test func expIsWithinTwoUlpOfLibmOverItsRange() {
+        var x: [Float] = stride(from: -87.0, through: 88.0, by: 0.0137).map { Float($0) }
+        x += [0, -0.0, 1e-8, -1e-8, 0.5, -0.5, 88.3, -87.3]
+        let original = x
+        x.withUnsafeMutableBufferPointer { Kernels.exp($0.baseAddress!, count: $0.count) }
+        for (value, input) in zip(x, original) {
+            let expected = Float(Foundation.exp(Double(input)))
+            #expect(abs(value - expected) <= 2 * expected.ulp, "exp(\(input)) = \(value), expected \(expected)")
+        }
+    }
+
+    @Test func expOfMinusInfinityAndUnderflowIsZero() {
+        var x: [Float] = [-.infinity, -100, -1000, 5]
+        x.withUnsafeMutableBufferPointer { Kernels.exp($0.baseAddress!, count: $0.count) }
+        #expect(x[0] == 0 && x[1] == 0 && x[2] == 0)
+        #expect(abs(x[3] - 148.41316) < 1e-3)
+    }
+}
