@@ -152,7 +152,7 @@ struct EndToEndTests {
         for name in names {
             let image = try ImageDecoder.decode(contentsOf: root.appendingPathComponent("images/\(name).jpg"),
                                                 options: DecodeOptions(appliesExifOrientation: false))
-            pixels += preprocessor.pixelValues(image).values
+            pixels += try preprocessor.pixelValues(image).values
         }
         let prompt = try file.modelTokenizer().chatPrompt([ChatMessage(role: "user", content: question, imageCount: names.count)],
                                                           image: try file.imagePlaceholder())

@@ -19,75 +19,92 @@ enum DaemonModel {
 
     static let folder = FileManager.default.temporaryDirectory.appendingPathComponent("minimindv-daemon-model-\(getpid())")
 
-    /// Converted at first use; the folder goes when the test process exits.
-    static let path: Result<String, ConversionFailure> = {
+    /// Started at first use, awaited by every test; the folder goes when the test process exits.
+    private static let conversion = Task<String, any Error> {
         atexit { try? FileManager.default.removeItem(at: DaemonModel.folder) }
         let output = folder.appendingPathComponent("gen3-tiny.gguf").path
-        do {
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            let run = try runMinimindv([
-                "convert", "--checkpoint", gen3.appendingPathComponent("tiny/sft_vlm_64.pth").path,
-                "--vision", gen3.appendingPathComponent("siglip2-base-p32-256-ve").path,
-                "--tokenizer", gen3.appendingPathComponent("tiny").path, "--type", "f32", "--output", output,
-            ], in: folder)
-            guard run.status == 0 else { return .failure(ConversionFailure(message: run.stderr)) }
-        } catch {
-            return .failure(ConversionFailure(message: "\(error)"))
-        }
-        return .success(output)
-    }()
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let run = try await runMinimindv([
+            "convert", "--checkpoint", gen3.appendingPathComponent("tiny/sft_vlm_64.pth").path,
+            "--vision", gen3.appendingPathComponent("siglip2-base-p32-256-ve").path,
+            "--tokenizer", gen3.appendingPathComponent("tiny").path, "--type", "f32", "--output", output,
+        ], in: folder)
+        guard run.status == 0 else { throw TimedOut(what: "converting the gen3 tiny fixture failed: \(run.stderr)") }
+        return output
+    }
 
-    static func file() throws -> String { try path.get() }
+    static func file() async throws -> String { try await conversion.value }
 }
 
-struct ConversionFailure: Error, CustomStringConvertible {
-    let message: String
-    var description: String { "converting the gen3 tiny fixture failed: \(message)" }
-}
-
-/// `minimindv serve` as a child process on `root/spool`, `root/results.sqlite` and `root/cache`;
-/// its stderr (the log) goes to a file the test can read.
-final class ServeProcess {
-    let process = Process()
+/// `minimindv serve` as a child process on `root/spool`, `root/results.sqlite` and `root/cache`, its
+/// log (stderr) in a file. Spawned and reaped with posix_spawn and waitpid, like `DaemonProcess`, so
+/// that no wait holds one of Swift Testing's threads.
+final class ServeProcess: @unchecked Sendable {
+    let pid: pid_t
     let logURL: URL
+    private(set) var waitStatus: Int32?
 
-    init(root: URL, batch: Int = 4, name: String = "serve", logLevel: String = "info", extraArguments: [String] = [],
-         environment: [String: String] = [:]) throws {
-        logURL = root.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(8)).log")
-        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
-        process.executableURL = spoolTestBinary
-        process.currentDirectoryURL = root
-        process.arguments = [
-            "serve", "--spool", "spool", "--db", "results.sqlite", "--cache-dir", "cache", "--model", try DaemonModel.file(),
-            "--batch", "\(batch)", "--threads", "1", "--log-level", logLevel, "--drain-seconds", "20",
-        ] + extraArguments
+    static func start(root: URL, batch: Int = 4, name: String = "serve", logLevel: String = "info",
+                      environment: [String: String] = [:]) async throws -> ServeProcess {
+        try ServeProcess(root: root, model: try await DaemonModel.file(), batch: batch, name: name, logLevel: logLevel,
+                         environment: environment)
+    }
+
+    private init(root: URL, model: String, batch: Int, name: String, logLevel: String, environment: [String: String]) throws {
+        logURL = root.appendingPathComponent("\(name).log")
+        let arguments = [
+            spoolTestBinary.path, "serve", "--spool", root.appendingPathComponent("spool").path,
+            "--db", root.appendingPathComponent("results.sqlite").path, "--cache-dir", root.appendingPathComponent("cache").path,
+            "--model", model, "--batch", "\(batch)", "--threads", "1", "--log-level", logLevel, "--drain-seconds", "20",
+        ]
         var env = ProcessInfo.processInfo.environment
-        env["NOTIFY_SOCKET"] = nil
-        env["WATCHDOG_USEC"] = nil
-        env["WATCHDOG_PID"] = nil
-        for (key, value) in environment { env[key] = value }
-        process.environment = env
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = try FileHandle(forWritingTo: logURL)
-        try process.run()
+        for key in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] { env[key] = nil }
+        env.merge(environment) { $1 }
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        var envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for pointer in argv + envp { free(pointer) } }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, logURL.path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        var child: pid_t = 0
+        let result = posix_spawn(&child, spoolTestBinary.path, &actions, nil, &argv, &envp)
+        guard result == 0 else { throw TimedOut(what: "spawning \(spoolTestBinary.path): error \(result)") }
+        pid = child
     }
 
     var log: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
 
-    func kill9() {
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+    /// True until the child has exited (and has been reaped).
+    var isRunning: Bool {
+        if waitStatus != nil { return false }
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == pid { waitStatus = status }
+        return waitStatus == nil
     }
 
-    /// SIGTERM and wait; the exit status.
-    func terminate() -> Int32 {
-        kill(process.processIdentifier, SIGTERM)
-        process.waitUntilExit()
-        return process.terminationStatus
+    /// The exit code, or nil while running or if a signal ended it.
+    var exitCode: Int32? { waitStatus.flatMap { $0 & 0x7f == 0 ? ($0 >> 8) & 0xff : nil } }
+
+    func kill9() async throws {
+        kill(pid, SIGKILL)
+        try await pollUntil("serve \(pid) to die", timeout: .seconds(30)) { !isRunning }
+    }
+
+    /// SIGTERM and wait; the exit code (nil if a signal ended it).
+    func terminate() async throws -> Int32? {
+        kill(pid, SIGTERM)
+        try await pollUntil("serve \(pid) to exit", timeout: .seconds(60)) { !isRunning }
+        return exitCode
     }
 
     deinit {
-        if process.isRunning { kill9() }
+        if waitStatus == nil {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+        }
     }
 }
 
@@ -145,7 +162,7 @@ final class NotifyDatagrams: @unchecked Sendable {
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard fd >= 0, bound == 0 else { throw ConversionFailure(message: "cannot bind \(path): errno \(errno)") }
+        guard fd >= 0, bound == 0 else { throw TimedOut(what: "cannot bind \(path): errno \(errno)") }
         var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let thread = Thread { [weak self] in

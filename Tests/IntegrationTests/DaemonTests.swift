@@ -14,10 +14,10 @@ import Glibc
     }
 
     /// `minimindv ask --greedy --json` on the same question and images: what the daemon must answer.
-    static func askGreedy(_ question: String, images: [URL], maxTokens: Int) throws -> (text: String, promptTokens: Int) {
-        var arguments = ["ask", "--model", try DaemonModel.file(), "--greedy", "--max-tokens", "\(maxTokens)", "--json", "--threads", "1"]
+    static func askGreedy(_ question: String, images: [URL], maxTokens: Int) async throws -> (text: String, promptTokens: Int) {
+        var arguments = ["ask", "--model", try await DaemonModel.file(), "--greedy", "--max-tokens", "\(maxTokens)", "--json", "--threads", "1"]
         for image in images { arguments += ["--image", image.path] }
-        let run = try runMinimindv(arguments + [question], in: DaemonModel.folder)
+        let run = try await runMinimindv(arguments + [question], in: DaemonModel.folder)
         #expect(run.status == 0, "\(run.stderr)")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
         return (try #require(object["text"] as? String), try #require(object["prompt_ids"] as? [Int]).count)
@@ -28,31 +28,31 @@ import Glibc
         let images = DaemonModel.images
         let jpeg = try Data(contentsOf: images[1])
         // Queued before the daemon starts, so that they are admitted together: one encoder pass.
-        try submitDirectoryJob("two-images", in: root, question: "What differs between these pictures?",
+        try submitDirectoryJob("a-two-images", in: root, question: "What differs between these pictures?",
                                images: [images[0], images[1]], maxTokens: 6)
-        try submitInlineJob("inline", in: root, question: "Describe the scene.", images: [jpeg], maxTokens: 6)
-        try submitDirectoryJob("text-only", in: root, question: "Say hello.", images: [], maxTokens: 6)
-        let daemon = try ServeProcess(root: root)
+        try submitInlineJob("b-inline", in: root, question: "Describe the scene.", images: [jpeg], maxTokens: 6)
+        try submitDirectoryJob("c-text-only", in: root, question: "Say hello.", images: [], maxTokens: 6)
+        let daemon = try await ServeProcess.start(root: root)
         let store = try Self.database(root)
         try await pollUntil("three answers", timeout: .seconds(60)) {
-            try store.records(JobQuery(status: .done)).count == 3 || !daemon.process.isRunning
+            try store.records(JobQuery(status: .done)).count == 3 || !daemon.isRunning
         }
 
         // Through `minimindv submit --wait` while the daemon runs.
-        let submitted = try runMinimindv(["submit", "--wait", "--timeout", "60", "--id", "submitted", "--image", images[2].path,
+        let submitted = try await runMinimindv(["submit", "--wait", "--timeout", "60", "--id", "submitted", "--image", images[2].path,
                                           "--max-tokens", "6", "--temperature", "0", "What bird is this?"], in: root)
         #expect(submitted.status == 0, "\(submitted.stderr)")
-        #expect(daemon.terminate() == 0, "\(daemon.log)")
+        #expect(try await daemon.terminate() == 0, "\(daemon.log)")
 
         let expected: [(id: String, question: String, images: [URL])] = [
-            ("two-images", "What differs between these pictures?", [images[0], images[1]]),
-            ("inline", "Describe the scene.", [images[1]]),
-            ("text-only", "Say hello.", []),
+            ("a-two-images", "What differs between these pictures?", [images[0], images[1]]),
+            ("b-inline", "Describe the scene.", [images[1]]),
+            ("c-text-only", "Say hello.", []),
             ("submitted", "What bird is this?", [images[2]]),
         ]
         for job in expected {
             let row = try #require(try store.record(id: job.id), "no row for \(job.id)")
-            let ask = try Self.askGreedy(job.question, images: job.images, maxTokens: 6)
+            let ask = try await Self.askGreedy(job.question, images: job.images, maxTokens: 6)
             #expect(row.status == .done, "\(job.id): \(row.error ?? "")")
             #expect(row.answer == ask.text, "\(job.id) answered differently from ask")
             #expect(row.promptTokens == ask.promptTokens)
@@ -63,13 +63,14 @@ import Glibc
             #expect((row.prefillMs ?? 0) > 0 && (row.decodeMs ?? 0) > 0)
             #expect(row.finishedAt != nil && row.startedAt != nil)
         }
-        // The inline job's image is the second image of the two-image job, encoded in the same pass.
-        let inline = try #require(try store.record(id: "inline"))
+        // Admitted together (ids in order): the inline job's image is the two-image job's second one,
+        // encoded once in the same pass and counted as a hit for the job that reused it.
+        let inline = try #require(try store.record(id: "b-inline"))
         #expect(inline.cacheHits == 1)
-        #expect(try store.record(id: "two-images")?.cacheHits == 0)
-        #expect(try store.record(id: "text-only")?.visionMs ?? 1 < 1)
+        #expect(try store.record(id: "a-two-images")?.cacheHits == 0)
+        #expect(try store.record(id: "c-text-only")?.visionMs ?? 1 < 1)
         #expect(submitted.stdout == "submitted\n\(try store.record(id: "submitted")?.answer ?? "?")\n")
-        #expect(visible(root.appendingPathComponent("spool/done")) == ["inline.json", "submitted", "text-only", "two-images"])
+        #expect(visible(root.appendingPathComponent("spool/done")) == ["a-two-images", "b-inline.json", "c-text-only", "submitted"])
         #expect(visible(root.appendingPathComponent("spool/active")).isEmpty)
     }
 
@@ -90,13 +91,13 @@ import Glibc
                                          to: root.appendingPathComponent("spool/incoming/c-long.json"))
         try submitDirectoryJob("d-good", in: root, question: "And this?", images: [DaemonModel.images[1]])
 
-        let daemon = try ServeProcess(root: root)
+        let daemon = try await ServeProcess.start(root: root)
         let store = try Self.database(root)
         try await pollUntil("four rows", timeout: .seconds(60)) {
             try store.records(JobQuery()).filter { $0.status == .done || $0.status == .failed }.count == 4
         }
-        #expect(daemon.process.isRunning, "the daemon stopped: \(daemon.log)")
-        #expect(daemon.terminate() == 0)
+        #expect(daemon.isRunning, "the daemon stopped (status \(daemon.waitStatus.map { String($0) } ?? "-")): \(daemon.log)")
+        #expect(try await daemon.terminate() == 0)
 
         #expect(try store.record(id: "a-good")?.status == .done)
         #expect(try store.record(id: "d-good")?.status == .done)
@@ -118,7 +119,7 @@ import Glibc
         let root = try spoolFolder()
         let socket = try NotifyDatagrams()
         defer { socket.close() }
-        let daemon = try ServeProcess(root: root, environment: ["NOTIFY_SOCKET": socket.path, "WATCHDOG_USEC": "200000"])
+        let daemon = try await ServeProcess.start(root: root, environment: ["NOTIFY_SOCKET": socket.path, "WATCHDOG_USEC": "200000"])
         try await pollUntil("READY=1", timeout: .seconds(30)) { socket.lines.contains("READY=1") }
         try submitDirectoryJob("watched", in: root, question: "What is this?", images: [DaemonModel.images[0]])
         let store = try Self.database(root)
@@ -126,7 +127,7 @@ import Glibc
         try await pollUntil("several watchdog pings", timeout: .seconds(10)) {
             socket.lines.filter { $0 == "WATCHDOG=1" }.count >= 4
         }
-        #expect(daemon.terminate() == 0)
+        #expect(try await daemon.terminate() == 0)
         try await pollUntil("STOPPING=1", timeout: .seconds(5)) { socket.lines.contains("STOPPING=1") }
 
         let lines = socket.lines
@@ -162,16 +163,16 @@ import Glibc
             ("33 answers", { try count(.done) >= 33 }),
         ]
         for (moment, reached) in moments {
-            let daemon = try ServeProcess(root: root, name: "killed-\(kills)")
+            let daemon = try await ServeProcess.start(root: root, name: "killed-\(kills)")
             try await pollUntil(moment, timeout: .seconds(60)) { try reached() }
-            daemon.kill9()
+            try await daemon.kill9()
             kills += 1
             doneAtKill.append(try count(.done))
         }
         #expect(doneAtKill.last ?? 50 < 50, "the last kill came while work remained: \(doneAtKill)")
-        let last = try ServeProcess(root: root, name: "last")
+        let last = try await ServeProcess.start(root: root, name: "last")
         try await pollUntil("50 answers", timeout: .seconds(90)) { try count(.done) == 50 }
-        #expect(last.terminate() == 0)
+        #expect(try await last.terminate() == 0)
 
         let rows = try store.records(JobQuery())
         #expect(rows.count == 50)
@@ -200,9 +201,9 @@ import Glibc
             try submitDirectoryJob(id, in: root, question: "What is shown?", images: [DaemonModel.images[n % 4]], maxTokens: 24)
         }
         let store = try Self.database(root)
-        let first = try ServeProcess(root: root, name: "first")
+        let first = try await ServeProcess.start(root: root, name: "first")
         try await pollUntil("5 answers", timeout: .seconds(60)) { try store.countsByStatus()[.done] ?? 0 >= 5 }
-        #expect(first.terminate() == 0, "\(first.log)")
+        #expect(try await first.terminate() == 0, "\(first.log)")
         #expect(first.log.contains("stopped"))
         #expect(visible(root.appendingPathComponent("spool/active")).isEmpty)
         let answered = Set(visible(root.appendingPathComponent("spool/done")))
@@ -214,9 +215,9 @@ import Glibc
             #expect(row.status == (answered.contains(row.id) ? .done : .queued), "\(row.id) is \(row.status)")
         }
 
-        let second = try ServeProcess(root: root, name: "second")
+        let second = try await ServeProcess.start(root: root, name: "second")
         try await pollUntil("all answers", timeout: .seconds(60)) { try store.countsByStatus()[.done] ?? 0 == ids.count }
-        #expect(second.terminate() == 0)
+        #expect(try await second.terminate() == 0)
         let rows = try store.records(JobQuery())
         #expect(rows.map(\.id).sorted() == ids)
         #expect(rows.allSatisfy { $0.status == .done && $0.attempts == 1 })
@@ -226,8 +227,8 @@ import Glibc
     /// Two daemons on one spool (and one cache folder): 100 jobs, each claimed by one of them and answered once.
     @Test func twoDaemonsOnOneSpoolAnswerEachOfAHundredJobsOnce() async throws {
         let root = try spoolFolder()
-        let first = try ServeProcess(root: root, name: "first")
-        let second = try ServeProcess(root: root, name: "second")
+        let first = try await ServeProcess.start(root: root, name: "first")
+        let second = try await ServeProcess.start(root: root, name: "second")
         try await pollUntil("both daemons ready", timeout: .seconds(30)) {
             first.log.contains("ready") && second.log.contains("ready")
         }
@@ -238,8 +239,8 @@ import Glibc
         }
         let store = try Self.database(root)
         try await pollUntil("100 answers", timeout: .seconds(90)) { try store.countsByStatus()[.done] ?? 0 == 100 }
-        #expect(first.terminate() == 0)
-        #expect(second.terminate() == 0)
+        #expect(try await first.terminate() == 0)
+        #expect(try await second.terminate() == 0)
 
         func claimed(_ log: String) -> [String] { log.matches(of: /job=(\S+) \[Service\] claimed/).map { String($0.1) } }
         let byFirst = claimed(first.log), bySecond = claimed(second.log)
@@ -263,14 +264,14 @@ import Glibc
         let store = try Self.database(root)
         func encoderPasses(_ daemon: ServeProcess) -> Int { daemon.log.components(separatedBy: "encoded images").count - 1 }
 
-        let first = try ServeProcess(root: root, name: "first", logLevel: "debug")
+        let first = try await ServeProcess.start(root: root, name: "first", logLevel: "debug")
         try submitDirectoryJob("first-look", in: root, question: "What bird is this?", images: [image])
         try await pollUntil("the first answer", timeout: .seconds(30)) { try store.record(id: "first-look")?.status == .done }
         #expect(encoderPasses(first) == 1)
         try submitDirectoryJob("second-look", in: root, question: "What colour is it?", images: [image])
         try await pollUntil("the second answer", timeout: .seconds(30)) { try store.record(id: "second-look")?.status == .done }
         #expect(encoderPasses(first) == 1, "the encoder ran again for a cached image")
-        #expect(first.terminate() == 0)
+        #expect(try await first.terminate() == 0)
 
         let miss = try #require(try store.record(id: "first-look"))
         let hit = try #require(try store.record(id: "second-look"))
@@ -279,7 +280,7 @@ import Glibc
         #expect((hit.visionMs ?? 1) < (miss.visionMs ?? 0), "hit \(hit.visionMs ?? -1) ms, miss \(miss.visionMs ?? -1) ms")
         #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent("cache/embeddings.sqlite").path))
 
-        let second = try ServeProcess(root: root, name: "second", logLevel: "debug")
+        let second = try await ServeProcess.start(root: root, name: "second", logLevel: "debug")
         try submitInlineJob("after-restart", in: root, question: "Where is it?", images: [try Data(contentsOf: image)])
         try await pollUntil("the answer after the restart", timeout: .seconds(30)) {
             try store.record(id: "after-restart")?.status == .done
@@ -291,6 +292,6 @@ import Glibc
         try await pollUntil("the new image's answer", timeout: .seconds(30)) { try store.record(id: "new-image")?.status == .done }
         #expect(encoderPasses(second) == 1)
         #expect(try store.record(id: "new-image")?.cacheHits == 0)
-        #expect(second.terminate() == 0)
+        #expect(try await second.terminate() == 0)
     }
 }
