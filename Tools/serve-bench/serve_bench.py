@@ -41,7 +41,7 @@ def run(binary, model, batch, jobs, images, max_tokens, threads):
         for sub in ["tmp", "incoming", "active", "done", "failed"]:
             os.makedirs(os.path.join(work, "spool", sub))
         log_path = os.path.join(work, "serve.log")
-        command = [binary, "serve", "--spool", "spool", "--db", "results.sqlite", "--cache-dir", "cache",
+        command = [os.path.abspath(binary), "serve", "--spool", "spool", "--db", "results.sqlite", "--cache-dir", "cache",
                    "--model", model, "--batch", str(batch), "--no-keep-done"]
         if threads:
             command += ["--threads", str(threads)]
