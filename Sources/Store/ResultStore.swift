@@ -100,7 +100,20 @@ public final class ResultStore: Sendable {
         if try pool.read({ db in try migrator.hasBeenSuperseded(db) }) {
             throw StoreError.newerSchema(path: path)
         }
-        try migrator.migrate(pool)
+        do {
+            try migrator.migrate(pool)
+        } catch {
+            // Two daemons starting on a new file race to migrate it; the loser's CREATE fails because the
+            // winner's committed. Then the schema is complete and there is nothing left to do.
+            guard try pool.read({ db in try migrator.hasCompletedMigrations(db) }) else {
+                try migrator.migrate(pool)
+                return try finishMigration()
+            }
+        }
+        try finishMigration()
+    }
+
+    private func finishMigration() throws {
         try pool.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA application_id = \(ResultStore.applicationID)")
             try db.execute(sql: "PRAGMA user_version = \(ResultStore.schemaVersion)")

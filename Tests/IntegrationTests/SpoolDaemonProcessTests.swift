@@ -145,6 +145,17 @@ func visible(_ folder: URL) -> [String] {
         #expect(try store.records(JobQuery(status: .done)).map(\.id).sorted() == ["a-normal", "b-normal"])
     }
 
+    /// Daemons started at the same moment on a new database race to create its schema; every one comes up.
+    @Test func daemonsStartingTogetherOnANewDatabaseAllComeUp() async throws {
+        for _ in 0..<3 {
+            let root = try spoolFolder()
+            let daemons = try (0..<4).map { try DaemonProcess(root: root, name: "d\($0)") }
+            let active = root.appendingPathComponent("spool/active")
+            try await pollUntil("four claim folders") { visible(active).count == 4 || daemons.contains { !$0.isRunning } }
+            for daemon in daemons { #expect(try await daemon.terminate() == 0) }
+        }
+    }
+
     /// Two daemons on one spool: 100 jobs, each answered exactly once.
     @Test func twoDaemonsOnOneSpoolAnswerEachJobExactlyOnce() async throws {
         let root = try spoolFolder()
