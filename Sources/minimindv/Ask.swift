@@ -68,44 +68,38 @@ struct Ask: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let file: GGUFFile
-        do { file = try GGUFFile(path: model) } catch { throw ValidationError("cannot open model \(model): \(error)") }
-        file.file.advise(sequential: false)
-        let network = try VisionLanguageModel(file: file)
-        let tokenizer = try file.modelTokenizer()
+        let chat: ChatModel
+        do { chat = try ChatModel(path: model) } catch { throw ValidationError("cannot open model \(model): \(error)") }
+        let network = chat.network
+        let tokenizer = chat.tokenizer
         let engine = Engine(model: network, threads: threads)
-        let generation = network.config.generation
 
         // Images: decode, preprocess, encode in one batch.
         var features: [[Float]] = []
         var visionSeconds = 0.0
         if !images.isEmpty {
             guard network.visionEncoder != nil else { throw ValidationError("\(model) has no vision encoder: ask without --image") }
-            let preprocessor = try ImagePreprocessor(settings: try file.preprocessSettings())
             var pixels: [Float] = []
             for path in images {
                 let image = try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: path),
                                                     options: DecodeOptions(appliesExifOrientation: !noExifRotate))
-                pixels += try preprocessor.pixelValues(image).values
+                pixels += try chat.pixelValues(of: image)
             }
             let start = Date()
             features = try engine.encodeImages(pixels: pixels, count: images.count)
             visionSeconds = Date().timeIntervalSince(start)
         }
 
-        var messages: [ChatMessage] = []
-        if let system { messages.append(ChatMessage(role: "system", content: system)) }
-        messages.append(ChatMessage(role: "user", content: question, imageCount: images.count))
-        let prompt = try tokenizer.chatPrompt(messages, image: try file.imagePlaceholder())
+        let prompt = try chat.prompt(question: question, system: system, imageCount: images.count)
 
-        var sampling = SamplingSettings.upstreamDefaults(generation: generation, seed: seed ?? UInt64.random(in: 0...UInt64.max))
+        var sampling = chat.defaultSampling(seed: seed ?? UInt64.random(in: 0...UInt64.max))
         sampling.greedy = greedy
         if let temperature { sampling.temperature = temperature }
         if let topP { sampling.topP = topP }
         if let topK { sampling.topK = topK }
         if let repetitionPenalty { sampling.repetitionPenalty = repetitionPenalty }
         if let problem = sampling.problem { throw ValidationError(problem) }
-        let endOfTurn = tokenizer.endOfTurnID ?? network.config.endOfTurnID
+        let endOfTurn = chat.endOfTurnID
 
         var decoder = tokenizer.bpe.streamingDecoder(skipSpecialTokens: true)
         let streams = !json
@@ -128,7 +122,7 @@ struct Ask: AsyncParsableCommand {
         if json {
             let report = AskReport(
                 promptIDs: prompt.ids, outputIDs: result.outputTokens,
-                text: tokenizer.decode(result.outputTokens, skipSpecialTokens: true),
+                text: chat.text(of: result.outputTokens),
                 visionMilliseconds: visionSeconds * 1000, prefillMilliseconds: result.prefillSeconds * 1000,
                 decodeMilliseconds: result.decodeSeconds * 1000, tokensPerSecond: result.tokensPerSecond,
                 finishReason: result.finishReason.rawValue)

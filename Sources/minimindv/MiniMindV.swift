@@ -17,11 +17,11 @@ struct MiniMindV: AsyncParsableCommand {
             Tokenize.self,
             RenderTemplate.self,
             Preprocess.self,
-            Ask.self,
-            Bench.self,
             Serve.self,
             Submit.self,
             Results.self,
+            Ask.self,
+            Bench.self,
         ]
     )
 }

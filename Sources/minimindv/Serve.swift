@@ -1,4 +1,5 @@
 import ArgumentParser
+import Engine
 import Foundation
 import Logging
 import Service
@@ -97,17 +98,25 @@ struct Serve: ParsableCommand {
         withExtendedLifetime(signals) {}
     }
 
-    /// Loads the model and wraps the engine as the daemon's `JobExecutor` (see Sources/Service/JobExecutor.swift).
-    ///
-    /// TODO(lead): the engine (branch wt/model) is not wired in yet. Construct it here:
-    ///   1. load `modelPath` with `settings.threads` compute threads;
-    ///   2. open the embedding cache with the encoder/projector/preprocessing fingerprint the engine computes:
-    ///      `EmbeddingCache(directory: settings.cacheDirectory.map { URL(fileURLWithPath: $0) },
-    ///                      fingerprint: <engine fingerprint>, memoryBudgetBytes: settings.cacheMB << 20)`;
-    ///   3. return an adapter conforming to `JobExecutor` (admit / step / abandon) around the batched engine.
-    /// Until then `serve` stops here with this error, after validating its settings.
+    /// Loads the model and wraps the engine as the daemon's `JobExecutor`, with the embedding cache
+    /// keyed by the vision tower's fingerprint.
     private func makeExecutor(modelPath: String, settings: ServeSettings, logger: Logger) throws -> any JobExecutor {
-        throw SpoolCommandError("serve: the inference engine is not wired into this build yet (model \(modelPath))")
+        let started = Date()
+        let model: ChatModel
+        do { model = try ChatModel(path: modelPath) } catch {
+            throw SpoolCommandError("cannot load the model \(modelPath): \(error)")
+        }
+        let engine = Engine(model: model.network, threads: settings.threads)
+        let fingerprint = EngineJobExecutor.visionFingerprint(of: model)
+        let cache = EmbeddingCache(directory: settings.cacheDirectory.map { URL(fileURLWithPath: $0) },
+                                   fingerprint: fingerprint, memoryBudgetBytes: settings.cacheMB << 20)
+        logger.info("model loaded", metadata: [
+            "model": "\(modelPath)", "generation": "\(model.generation)", "context": "\(model.contextLength)",
+            "vision": "\(model.preprocessor != nil)", "fingerprint": "\(fingerprint.prefix(16))",
+            "cache": "\(cache.fileURL?.path ?? "memory only")",
+            "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(started)))"])
+        return EngineJobExecutor(model: model, modelName: URL(fileURLWithPath: modelPath).lastPathComponent, engine: engine,
+                                 fingerprint: fingerprint, cache: cache, logger: logger)
     }
 }
 
