@@ -17,7 +17,7 @@ struct Ask: AsyncParsableCommand {
             """)
 
     @Option(help: "The .gguf model file (from `minimindv convert`).")
-    var model: String
+    var model: String = ShippedModel.path
 
     @Option(name: .customLong("image"), help: "A JPEG or PNG image; repeat for several, in prompt order.")
     var images: [String] = []

@@ -16,8 +16,8 @@ struct Bench: AsyncParsableCommand {
             process CPU time of the same runs (all threads), which stays meaningful on a busy machine.
             """)
 
-    @Option(help: "The .gguf model file.")
-    var model: String
+    @Option(help: "The .gguf model file (from `minimindv convert`).")
+    var model: String = ShippedModel.path
 
     @Option(help: "Compute threads (default: all cores).")
     var threads: Int?

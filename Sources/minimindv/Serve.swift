@@ -19,7 +19,7 @@ struct Serve: ParsableCommand {
 
     @Option(help: "Spool folder (default ./spool).") var spool: String?
     @Option(help: "Results database (default ./results.sqlite).") var db: String?
-    @Option(help: "Model file made by `minimindv convert`.") var model: String?
+    @Option(help: "Model file made by `minimindv convert` (default: \(ShippedModel.path)).") var model: String?
     @Option(help: "Jobs decoded together (default 4).") var batch: Int?
     @Option(help: "Compute threads (default: all cores).") var threads: Int?
     @Option(name: .customLong("cache-mb"), help: "Memory for cached image embeddings, MiB (default 256).") var cacheMB: Int?
@@ -68,8 +68,9 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         let settings = try settings()
-        guard let modelPath = settings.model else {
-            throw ValidationError("serve needs a model: --model M.gguf (or model = \"...\" in the config file)")
+        let modelPath = settings.model ?? ShippedModel.path
+        guard FileManager.default.fileExists(atPath: modelPath) else {
+            throw ValidationError("model file \(modelPath) not found: pass --model M.gguf (or model = \"...\" in the config file)")
         }
         let level = Logger.Level(rawValue: settings.logLevel) ?? .info
         LoggingSystem.bootstrap { label in
