@@ -442,8 +442,34 @@ def check(args):
         same = all(np.array_equal(batch[i].numpy(), greedy_refs[i]) for i in range(len(prompts)))
         lengths = [p.shape[0] for p in prompts]
         expect(same, f"gen{gen}: batch of {len(prompts)} sequences (lengths {lengths}) decodes the same 24 greedy tokens each")
+    for folder in args.models:
+        check_full_size_vision(Path(folder), expect)
     print("all checks passed" if failures == 0 else f"{failures} checks failed")
     return 1 if failures else 0
+
+
+def check_full_size_vision(root, expect):
+    """The generated full-size vision folders load in transformers (no missing or unexpected keys)
+    and give the encoder features this implementation computes."""
+    import transformers
+    image = load_image(EVAL[2][1])
+    for name, cls in (("clip-vit-base-patch16", transformers.CLIPModel), ("siglip2-base-p32-256-ve", transformers.SiglipVisionModel)):
+        folder = root / name
+        if not folder.is_dir():
+            continue
+        hf, info = cls.from_pretrained(str(folder), dtype=torch.float32, output_loading_info=True)
+        clean = not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+        expect(clean, f"{folder}: loads as {cls.__name__} with no missing/unexpected/mismatched keys")
+        ours = VisionEncoder(folder)
+        pixels = ours.preprocess(image).unsqueeze(0)
+        if name.startswith("clip"):
+            theirs = hf.vision_model(pixel_values=pixels).last_hidden_state[:, 1:]
+        else:
+            theirs = hf(pixel_values=pixels).last_hidden_state
+        mine = ours(pixels)
+        e = rel_err(mine, theirs)
+        finite = bool(torch.isfinite(mine).all())
+        expect(e <= 1e-3 and finite, f"{folder}: features {tuple(mine.shape)} (max abs {float(mine.abs().max()):.1f}) equal transformers' (rel error {e:.2e})")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -578,7 +604,7 @@ def table(results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", help="model folders (made by make_full_size.py), benchmarked one after another")
-    parser.add_argument("--check", action="store_true", help="compare with upstream's outputs on the tiny fixtures, then exit")
+    parser.add_argument("--check", action="store_true", help="compare with upstream's outputs on the tiny fixtures, then exit; with a folder made by make_full_size.py, also its vision folders against transformers")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=5, help="timed runs per figure (after one warm-up run)")
     parser.add_argument("--image", help="the eval image (default: the generation's eval photo in the fixtures)")
