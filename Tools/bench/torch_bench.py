@@ -476,15 +476,23 @@ def check_full_size_vision(root, expect):
 # The benchmark
 
 
-def median_time(fn, runs, setup=None):
-    times = []
+CPU_SECONDS = {}  # figure -> median process CPU seconds (all threads) of its timed runs
+
+
+def median_time(fn, runs, setup=None, figure=None):
+    """Median wall seconds of `runs` timed runs after one warm-up. The process CPU time is kept too:
+    on a shared, oversubscribed machine wall time grows with the load and CPU time much less."""
+    times, cpu = [], []
     for i in range(runs + 1):  # the first run warms up
         state = setup() if setup else None
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         fn(state) if setup else fn()
-        elapsed = time.perf_counter() - start
+        elapsed, cpu_elapsed = time.perf_counter() - start, time.process_time() - cpu_start
         if i > 0:
             times.append(elapsed)
+            cpu.append(cpu_elapsed)
+    if figure:
+        CPU_SECONDS[figure] = statistics.median(cpu)
     return statistics.median(times), times
 
 
@@ -512,8 +520,8 @@ def bench(folder, args):
         pixels = model.vision.preprocess(load_image(image_path))
         one = pixels.unsqueeze(0)
         eight = pixels.unsqueeze(0).repeat(8, 1, 1, 1)
-        v1, v1_all = median_time(lambda: model.vision(one), runs)
-        v8, v8_all = median_time(lambda: model.vision(eight), runs)
+        v1, v1_all = median_time(lambda: model.vision(one), runs, figure="vision_b1")
+        v8, v8_all = median_time(lambda: model.vision(eight), runs, figure="vision_b8_batch")
         raw = model.vision(one)
         proj, _ = median_time(lambda: model.projector(raw), runs)
         features = model.projector(raw)[0]
@@ -527,7 +535,7 @@ def bench(folder, args):
             cache = d.new_cache(1, capacity)
             h = model.embed(ids, [features])
             d.prefill(h, cache, 0)
-        pf, pf_all = median_time(prefill, runs)
+        pf, pf_all = median_time(prefill, runs, figure="prefill")
         print(f"[{name}] prefill of {len(ids)} tokens: {pf * 1e3:.0f} ms", file=sys.stderr)
 
         def prefilled(batch):
@@ -541,9 +549,9 @@ def bench(folder, args):
             cache, tokens = state
             for _ in range(NEW_TOKENS):
                 tokens = d.decode(tokens, cache).argmax(-1)
-        dec1, dec1_all = median_time(decode, runs, prefilled(1))
+        dec1, dec1_all = median_time(decode, runs, prefilled(1), figure="decode_b1_64_steps")
         print(f"[{name}] decode batch 1: {NEW_TOKENS / dec1:.1f} tokens/s", file=sys.stderr)
-        dec8, dec8_all = median_time(decode, runs, prefilled(8))
+        dec8, dec8_all = median_time(decode, runs, prefilled(8), figure="decode_b8_64_steps")
         print(f"[{name}] decode batch 8: {8 * NEW_TOKENS / dec8:.1f} tokens/s", file=sys.stderr)
 
         def job():
@@ -551,7 +559,7 @@ def bench(folder, args):
             features = model.image_features(pixels.unsqueeze(0))[0]
             ids = model.prompt_ids(template, [image_path])
             return model.generate([model.embed(ids, [features])], NEW_TOKENS)
-        jb, jb_all = median_time(job, runs)
+        jb, jb_all = median_time(job, runs, figure="job")
         print(f"[{name}] one job: {jb:.2f} s", file=sys.stderr)
 
     load_avg_end = os.getloadavg()
@@ -580,6 +588,7 @@ def bench(folder, args):
         "job_s": jb,
         "samples_ms": {"vision_b1": ms(v1_all), "vision_b8_batch": ms(v8_all), "prefill": ms(pf_all),
                        "decode_b1_64_steps": ms(dec1_all), "decode_b8_64_steps": ms(dec8_all), "job": ms(jb_all)},
+        "cpu_seconds_median": dict(CPU_SECONDS),
         "load_average_start": load_avg_start,
         "load_average_end": load_avg_end,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -594,6 +603,7 @@ def table(results):
         ("prefill of the eval prompt, LLM only, ms", lambda r: f"{r['prefill_ms']:.0f} ({r['prompt_tokens']} tokens)"),
         ("decode tokens/s, batch 1 / batch 8 (all sequences)", lambda r: f"{r['decode_tokens_per_s_b1']:.1f} / {r['decode_tokens_per_s_b8']:.0f}"),
         (f"one job (JPEG to {NEW_TOKENS} new tokens), s", lambda r: f"{r['job_s']:.2f}"),
+        ("one job, process CPU s (both threads)", lambda r: f"{r['cpu_seconds_median']['job']:.2f}" if "cpu_seconds_median" in r else "-"),
         ("load average (1 min) at start / end", lambda r: f"{r['load_average_start'][0]:.1f} / {r['load_average_end'][0]:.1f}"),
     ]
     lines = [head, "|---" * (len(results) + 1) + "|"]
