@@ -45,11 +45,7 @@ public final class ResultStore: Sendable {
                 _ = sqlite3_file_control(db.sqliteConnection, nil, SQLITE_FCNTL_PERSIST_WAL, &persist)
             }
         }
-        do {
-            pool = try DatabasePool(path: path, configuration: config)
-        } catch {
-            throw StoreError.open(path: path, underlying: "\(error)")
-        }
+        pool = try Self.openPool(path: path, configuration: config, patience: busyTimeout)
         if readOnly {
             let applicationID = try pool.read { db in try Int32.fetchOne(db, sql: "PRAGMA application_id") ?? 0 }
             if applicationID != 0 && applicationID != ResultStore.applicationID {
@@ -57,6 +53,21 @@ public final class ResultStore: Sendable {
             }
         } else {
             try migrate()
+        }
+    }
+
+    /// Switching a new database to WAL takes an exclusive lock that SQLite's busy handler does not wait
+    /// for, so daemons starting together on a new file can see SQLITE_BUSY here: wait and try again.
+    private static func openPool(path: String, configuration: Configuration, patience: TimeInterval) throws -> DatabasePool {
+        let deadline = Date().addingTimeInterval(patience)
+        while true {
+            do {
+                return try DatabasePool(path: path, configuration: configuration)
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && Date() < deadline {
+                Thread.sleep(forTimeInterval: 0.02)
+            } catch {
+                throw StoreError.open(path: path, underlying: "\(error)")
+            }
         }
     }
 
