@@ -50,6 +50,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // Benchmark of the low-precision kernels against OpenBLAS (not a test; see its header).
+        .executableTarget(name: "kernels-bench", dependencies: ["Kernels", "CKernels", "COpenBLAS"],
+                          path: "Tools/kernels-bench", exclude: ["make_lowprecision_vectors.py", "RESULTS.md"], swiftSettings: fastMath),
+
         // MARK: - Tests (one target per module, plus the binary as users run it)
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "TestSupport"]),

@@ -39,6 +39,26 @@ public final class MappedFile: @unchecked Sendable {
         base = UnsafeRawPointer(address)
     }
 
+    /// Bytes already in memory, served like a mapped file named `path` (for error messages):
+    /// readers and tests can then parse data that never touched the disk.
+    public init(bytes: [UInt8], path: String) throws(FormatError) {
+        self.path = path
+        count = bytes.count
+        if count == 0 {
+            base = nil
+            return
+        }
+        let address = mmap(nil, count, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let address, address != MAP_FAILED else {
+            throw FormatError(.io, "cannot allocate \(count) bytes for \(path): \(String(cString: strerror(errno)))")
+        }
+        bytes.withUnsafeBytes { raw in
+            if let source = raw.baseAddress { address.copyMemory(from: source, byteCount: raw.count) }
+        }
+        mprotect(address, count, PROT_READ)
+        base = UnsafeRawPointer(address)
+    }
+
     deinit {
         if let base { munmap(UnsafeMutableRawPointer(mutating: base), count) }
     }

@@ -479,7 +479,14 @@ private struct PickleState {
                   let inner = items(of: args[2]) else {
                 throw argumentError("(rebuild function, torch.Tensor or Parameter, arguments, state)")
             }
-            return try call(function, inner)
+            // Only the rebuild functions proper: nesting _rebuild_from_type_v2 would let a file
+            // drive our recursion as deep as it likes.
+            switch function {
+            case .rebuildTensor, .rebuildTensorV2, .rebuildParameter, .rebuildParameterWithState:
+                return try call(function, inner)
+            default:
+                throw malformed("\(global.qualifiedName) asked to call \(function.qualifiedName), which does not rebuild a tensor")
+            }
         case .torchSize:
             guard args.count == 1, let dims = items(of: args[0]) else { throw argumentError("one tuple") }
             return newTuple(dims)

@@ -31,6 +31,9 @@ public struct PyTorchCheckpoint: TensorSource, UnsupportedTensorListing {
     /// Keys under which training scripts nest the model's weights, most specific first.
     public static let stateDictKeys = ["state_dict", "model_state_dict", "model", "module", "net", "ema", "params"]
 
+    /// How deep dicts may nest around the tensors.
+    static let maximumNesting = 32
+
     public init(path: String) throws(FormatError) {
         try self.init(file: MappedFile(path: path))
     }
@@ -202,9 +205,14 @@ public struct PyTorchCheckpoint: TensorSource, UnsupportedTensorListing {
         var names = Set<String>()
         var visited = Set<Int>()
         // Explicit work list: a hostile pickle may nest dicts arbitrarily deep.
-        var pending: [(dict: Int, prefix: String)] = [(dict, prefix)]
-        while let (current, currentPrefix) = pending.popLast().map({ ($0.dict, $0.prefix) }) {
+        var pending: [(dict: Int, prefix: String, depth: Int)] = [(dict, prefix, 0)]
+        while let (current, currentPrefix, depth) = pending.popLast().map({ ($0.dict, $0.prefix, $0.depth) }) {
             guard visited.insert(current).inserted else { continue }
+            // Real checkpoints nest a few levels (checkpoint -> model -> state dict); names
+            // built from thousands of levels would cost quadratic time for nothing.
+            guard depth <= maximumNesting else {
+                throw FormatError(.malformed, "\(name): the pickle nests dicts more than \(maximumNesting) levels deep; not a checkpoint")
+            }
             var nested: [(Int, String)] = []
             let entries = result.dicts[current]
             for (key, value) in zip(entries.keys, entries.values) {
@@ -228,8 +236,7 @@ public struct PyTorchCheckpoint: TensorSource, UnsupportedTensorListing {
                 }
             }
             // Depth-first, keeping file order: push nested dicts in reverse.
-            pending += nested.reversed().map { ($0.0, $0.1) }
-            if pending.count > 1_000_000 { throw FormatError(.malformed, "\(name): the pickle nests too many dicts") }
+            pending += nested.reversed().map { ($0.0, $0.1, depth + 1) }
         }
         return found
     }
@@ -306,10 +313,12 @@ private struct StorageReader {
         func bad(_ message: String) -> FormatError {
             FormatError(.malformed, "\(displayName): tensor \(tensorName): \(message)")
         }
-        let shape = tensor.shape, strides = tensor.strides
-        guard shape.allSatisfy({ $0 >= 0 }), strides.allSatisfy({ $0 >= 0 }) else {
-            throw bad("negative size or stride in \(shape) / \(strides)")
+        let shape = tensor.shape
+        guard shape.allSatisfy({ $0 >= 0 }), tensor.strides.allSatisfy({ $0 >= 0 }) else {
+            throw bad("negative size or stride in \(shape) / \(tensor.strides)")
         }
+        // A dimension of size 1 is never stepped over; its stride may be anything, so ignore it.
+        let strides = zip(shape, tensor.strides).map { $0 == 1 ? 0 : $1 }
         var count = 1
         for d in shape {
             let (p, o) = count.multipliedReportingOverflow(by: d)
@@ -325,11 +334,11 @@ private struct StorageReader {
         for (d, s) in zip(shape, strides) {
             let (step, o1) = (d - 1).multipliedReportingOverflow(by: s)
             let (sum, o2) = last.addingReportingOverflow(step)
-            guard !o1, !o2 else { throw bad("strides \(strides) reach beyond any storage") }
+            guard !o1, !o2 else { throw bad("strides \(tensor.strides) reach beyond any storage") }
             last = sum
         }
         guard last < storage.elementCount else {
-            throw bad("shape \(shape), strides \(strides) and offset \(tensor.storageOffset) reach element \(last) of a storage of \(storage.elementCount)")
+            throw bad("shape \(shape), strides \(tensor.strides) and offset \(tensor.storageOffset) reach element \(last) of a storage of \(storage.elementCount)")
         }
         let base = root.lowerBound + (storage.elementOffset + tensor.storageOffset) * size
 
@@ -339,7 +348,8 @@ private struct StorageReader {
             if d != 1, s != expected { contiguous = false; break }
             expected *= d
         }
-        let byteCount = count * size
+        let (byteCount, tooLarge) = count.multipliedReportingOverflow(by: size)
+        guard !tooLarge else { throw bad("shape \(shape) is too large") }
         if contiguous && (!bigEndian || size == 1) {
             return (shape, TensorBytes(file: file, range: base..<(base + byteCount)))
         }

@@ -16,13 +16,14 @@ public enum TensorFileKind: String, Sendable {
     public static func detect(_ file: MappedFile) -> TensorFileKind? {
         let count = file.count
         guard count >= 2 else { return nil }
-        if ZipArchive.looksLikeZip(file) { return .pytorchZip }
-        if PyTorchCheckpoint.looksLikePickle(file) { return .pytorchLegacy }
-        if count >= 4, file.withBytes(0..<4, { Array($0) }) == Array("GGUF".utf8) { return .gguf }
+        // safetensors first: a header length of 640 starts with the bytes 0x80 0x02, like a pickle.
         if count >= 9 {
             let (length, first) = file.withBytes(0..<9) { ($0.loadUnaligned(as: UInt64.self).littleEndian, $0[8]) }
             if first == UInt8(ascii: "{"), length <= UInt64(count - 8) { return .safetensors }
         }
+        if ZipArchive.looksLikeZip(file) { return .pytorchZip }
+        if PyTorchCheckpoint.looksLikePickle(file) { return .pytorchLegacy }
+        if count >= 4, file.withBytes(0..<4, { Array($0) }) == Array("GGUF".utf8) { return .gguf }
         let firstText = file.withBytes(0..<min(count, 64)) { raw in raw.first { ![0x20, 0x09, 0x0A, 0x0D].contains($0) } }
         if firstText == UInt8(ascii: "{") { return .safetensorsIndex }
         return nil
@@ -48,7 +49,12 @@ public func openTensorFile(path: String) throws(FormatError) -> any TensorSource
         }
         throw FormatError(.invalidModel, "\(path) is a folder without model.safetensors, model.safetensors.index.json or pytorch_model.bin")
     }
-    let file = try MappedFile(path: path)
+    return try openTensorFile(file: try MappedFile(path: path))
+}
+
+/// Opens an already mapped weight file by its content (see `openTensorFile(path:)`).
+public func openTensorFile(file: MappedFile) throws(FormatError) -> any TensorSource {
+    let path = file.path
     switch TensorFileKind.detect(file) {
     case .safetensors: return try SafeTensorsFile(file: file)
     case .safetensorsIndex: return try ShardedSafeTensors(path: path)

@@ -106,6 +106,17 @@ import TestSupport
     }
 }
 
+@Test func safetensorsWhoseHeaderLengthLooksLikeAPickleOpensAsSafetensors() throws {
+    // 640 = 0x0280: the file starts with 0x80 0x02, the opening bytes of a protocol-2 pickle.
+    var header = #"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#
+    header += String(repeating: " ", count: 640 - header.utf8.count)
+    let bytes = safetensorsBytes(header: header, data: withUnsafeBytes(of: Float(3).bitPattern.littleEndian, Array.init))
+    #expect(Array(bytes.prefix(2)) == [0x80, 0x02])
+    let source = try openTensorFile(file: MappedFile(bytes: bytes, path: "padded.safetensors"))
+    #expect(source is SafeTensorsFile)
+    #expect(try source.tensors.first?.floatValues() == [3])
+}
+
 extension MappedFile {
     /// Where a mapped tensor's bytes lie in this file (tests only).
     func range(of tensor: Tensor) -> Range<Int>? {
