@@ -53,8 +53,7 @@ public final class Decoder: @unchecked Sendable {
         let last = try lastHiddenRows(inputs)                  // [sequences, hidden], final-normed
         let count = inputs.count, vocab = config.vocabularySize
         let logits = FloatBuffer(count: count * vocab)          // [sequences, vocab]
-        Kernels.linear(last.pointer, rows: count, inFeatures: config.hiddenSize, weight: head.pointer,
-                       outFeatures: vocab, into: logits.pointer)
+        head.product(last.pointer, rows: count, inFeatures: config.hiddenSize, outFeatures: vocab, into: logits.pointer)
         return (0..<count).map { logits.rows($0..<($0 + 1), width: vocab) }
     }
 

@@ -1,5 +1,6 @@
 import Formats
 import Kernels
+import Synchronization
 
 /// `y = x Wᵀ (+ b)` with W `[out, in]` as PyTorch stores it.
 struct Linear: Sendable {
@@ -24,8 +25,54 @@ struct Linear: Sendable {
 
     /// `out[rows, out] = x[rows, in] Wᵀ + b`; with `accumulate`, added to `out` (a residual).
     func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
-        Kernels.linear(x, rows: rows, inFeatures: inFeatures, weight: weight.pointer, outFeatures: outFeatures,
+        weight.product(x, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures,
                        bias: bias?.pointer, into: out, accumulate: accumulate)
+    }
+}
+
+extension Parameter {
+    /// Products with at most this many rows read a low-precision weight in place; larger ones
+    /// (prefill, vision) go to sgemm on the widened copy, where arithmetic, not bytes, dominates.
+    static let lowPrecisionRowLimit = 16
+
+    /// `out[rows, outFeatures] = x Wᵀ (+ bias)` with this parameter as W `[out, in]`; with
+    /// `accumulate`, added to `out`.
+    func product(_ x: UnsafePointer<Float>, rows: Int, inFeatures: Int, outFeatures: Int,
+                 bias: UnsafePointer<Float>? = nil, into out: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
+        guard rows <= Self.lowPrecisionRowLimit, let matrix = lowPrecision,
+              matrix.rows == outFeatures, matrix.columns == inFeatures else {
+            Kernels.linear(x, rows: rows, inFeatures: inFeatures, weight: pointer, outFeatures: outFeatures,
+                           bias: bias, into: out, accumulate: accumulate)
+            return
+        }
+        let pool = DecodePool.shared
+        if accumulate {
+            let product = FloatBuffer(count: rows * outFeatures)
+            matrix.multiply(x, rows: rows, into: product.pointer, pool: pool)
+            Kernels.add(out, product.pointer, into: out, count: rows * outFeatures)
+        } else {
+            matrix.multiply(x, rows: rows, into: out, pool: pool)
+        }
+        if let bias {
+            for r in 0..<rows { Kernels.add(out + r * outFeatures, bias, into: out + r * outFeatures, count: outFeatures) }
+        }
+    }
+}
+
+/// The threads for low-precision decode products, as many as OpenBLAS is given: the two never
+/// run at once (each product returns before the next starts), so they share the same cores.
+enum DecodePool {
+    private static let pools = Mutex<[Int: ComputePool]>([:])
+
+    static var shared: ComputePool? {
+        let threads = Kernels.threadCount
+        guard threads > 1 else { return nil }
+        return pools.withLock { pools in
+            if let pool = pools[threads] { return pool }
+            let pool = ComputePool(threads: threads)
+            pools[threads] = pool
+            return pool
+        }
     }
 }
 

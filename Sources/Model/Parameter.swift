@@ -15,6 +15,9 @@ public final class Parameter: @unchecked Sendable {
     private let source: Tensor?
     /// The stacked tensor a slice points into.
     private let parent: Parameter?
+    /// The stored F16/BF16/Q8_0 matrix, read in place from the file map, for products with few
+    /// rows (decode), where reading weights dominates: half or a quarter of the float32 bytes.
+    let lowPrecision: QuantizedMatrix?
 
     init(tensor: Tensor) throws(ModelError) {
         name = tensor.name
@@ -28,6 +31,7 @@ public final class Parameter: @unchecked Sendable {
             owned = nil
             source = tensor
             parent = nil
+            lowPrecision = nil
             return
         }
         let buffer = FloatBuffer(count: count)
@@ -49,8 +53,26 @@ public final class Parameter: @unchecked Sendable {
         }
         pointer = UnsafePointer(buffer.pointer)
         owned = buffer
-        source = nil
+        lowPrecision = Self.lowPrecisionMatrix(tensor)
+        source = lowPrecision == nil ? nil : tensor
         parent = nil
+    }
+
+    /// A matrix over the mapped bytes of a 2-D (or stacked 3-D) F16/BF16/Q8_0 tensor, nil otherwise.
+    private static func lowPrecisionMatrix(_ tensor: Tensor) -> QuantizedMatrix? {
+        let format: WeightFormat
+        switch tensor.dtype {
+        case .float16: format = .float16
+        case .bfloat16: format = .bfloat16
+        case .q8_0: format = .q8_0
+        default: return nil
+        }
+        guard tensor.bytes.isMapped, tensor.shape.count >= 2, let columns = tensor.shape.last else { return nil }
+        let rows = tensor.elementCount / max(columns, 1)
+        // The map is kept alive by `source`; the matrix holds no owner to avoid a cycle.
+        return tensor.bytes.withUnsafeBytes { raw in
+            try? QuantizedMatrix(format: format, rows: rows, columns: columns, borrowing: raw, owner: nil)
+        }
     }
 
     init(sliceOf stacked: Parameter, index: Int) {
@@ -62,6 +84,18 @@ public final class Parameter: @unchecked Sendable {
         owned = nil
         source = nil
         parent = stacked
+        if let whole = stacked.lowPrecision, let columns = inner.last, columns == whole.columns,
+           let rowBytes = whole.format.rowBytes(columns: columns) {
+            let rows = size / max(columns, 1)
+            lowPrecision = whole.withUnsafeBytes { raw in
+                // Borrowed from the stacked parameter's map, which `parent` keeps alive.
+                try? QuantizedMatrix(format: whole.format, rows: rows, columns: columns,
+                                     borrowing: UnsafeRawBufferPointer(rebasing: raw[(index * rows * rowBytes)..<((index + 1) * rows * rowBytes)]),
+                                     owner: nil)
+            }
+        } else {
+            lowPrecision = nil
+        }
     }
 
     public var count: Int { shape.reduce(1, *) }
