@@ -323,6 +323,16 @@ class PromptBuilder:
             self._cache[key] = self.tokenizer(self.prompt_text(question), add_special_tokens=False)["input_ids"]
         return self._cache[key]
 
+    def next_turn_ids(self, question: str) -> list[int]:
+        """A later user turn without an image, as the chat template renders it after an assistant reply
+        (`\n<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n`)."""
+        key = "N" + question
+        if key not in self._cache:
+            text = self.tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                                      add_generation_prompt=True)
+            self._cache[key] = self.tokenizer("\n" + text, add_special_tokens=False)["input_ids"]
+        return self._cache[key]
+
     def answer_ids(self, answer: str) -> list[int]:
         """The assistant's reply tokens plus the closing <|im_end|> (what the loss covers)."""
         key = "A" + answer
