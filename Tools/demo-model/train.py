@@ -58,6 +58,8 @@ def parse_args(argv=None):
     p.add_argument("--vision-layers", type=int, default=2)
     p.add_argument("--vision-heads", type=int, default=4)
     p.add_argument("--data-workers", type=int, default=1, help="processes drawing scenes (0: in the trainer)")
+    p.add_argument("--aux-weight", type=float, default=1.0, help="weight of the training-only attribute probe")
+    p.add_argument("--snapshot-at", type=int, nargs="*", default=[], help="also save the model after these steps")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--time-limit", type=float, default=0, help="seconds; stop early (and still save) past this")
     p.add_argument("--no-save", action="store_true")
@@ -74,13 +76,14 @@ def make_batch(args, step: int, prompts: PromptBuilder):
     pass and one run of 64 image tokens carry several answers."""
     rng = random.Random(scene_seed(args.seed, step, 999_999))
     cats, weights = list(CATEGORY_WEIGHTS), list(CATEGORY_WEIGHTS.values())
-    pixels, seqs = [], []
+    pixels, seqs, aux = [], [], []
     for slot in range(args.images_per_step):
         sc = scenes.make_scene(scene_seed(args.seed, step, slot))
         img = scenes.render(sc, rng.choice(RENDER_SIZES))
         if rng.random() < 0.5:
             img = scenes.jpeg_roundtrip(img, rng.randint(70, 95))
         pixels.append(preprocess(img))
+        aux.append(aux_targets(sc))
         ids, labels = [], []
         for turn, cat in enumerate(_weighted_distinct(rng, cats, weights, args.turns)):
             lang = "en" if rng.random() < 0.5 else "zh"
@@ -96,7 +99,42 @@ def make_batch(args, step: int, prompts: PromptBuilder):
     for n, (i, l) in enumerate(seqs):
         ids[n, : len(i)] = torch.tensor(i)
         labels[n, : len(l)] = torch.tensor(l)
-    return torch.stack(pixels), ids, labels
+    return torch.stack(pixels), ids, labels, torch.tensor(aux)
+
+
+# Auxiliary targets: what is in each slot of the scene (reading order), "none" for an empty second slot.
+AUX_GROUPS = [("count", 2)] + [(f"{a}{k}", n + 1) for k in range(2)
+                               for a, n in (("colour", 8), ("shape", 4), ("size", 2), ("position", 4))]
+
+
+def aux_targets(sc: scenes.Scene) -> list[int]:
+    t = [sc.count - 1]
+    for k in range(2):
+        if k < sc.count:
+            s = sc.shapes[k]
+            t += [list(scenes.COLOURS).index(s.colour), scenes.SHAPES.index(s.kind), scenes.SIZES.index(s.size),
+                  scenes.POSITIONS.index(s.position)]
+        else:
+            t += [8, 4, 2, 4]
+    return t
+
+
+class AuxiliaryProbe(torch.nn.Module):
+    """Training-only linear probe on the mean of the projected image features (what the decoder's attention
+    averages at the start). It gives the vision encoder a direct signal while the decoder is still learning
+    to look at the picture; it is not part of the model and is not saved."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.head = torch.nn.Linear(hidden, sum(n for _, n in AUX_GROUPS))
+
+    def forward(self, feats, targets):
+        logits = self.head(feats.mean(1))
+        loss, o = 0.0, 0
+        for g, (_, n) in enumerate(AUX_GROUPS):
+            loss = loss + F.cross_entropy(logits[:, o:o + n], targets[:, g])
+            o += n
+        return loss / len(AUX_GROUPS)
 
 
 class SceneBatches(torch.utils.data.Dataset):
@@ -126,14 +164,16 @@ def _weighted_distinct(rng: random.Random, items, weights, k):
     return out
 
 
-def loss_on_answers(model: MiniMindVLM, pixels, ids, labels):
+def loss_on_answers(model: MiniMindVLM, pixels, ids, labels, aux_targets=None, probe=None):
     feats = model.encode_images(pixels)
     h = model.hidden_states(ids, feats)
     # Position p predicts token p+1: score only where the next token is an answer token.
     target = labels[:, 1:]
     sel = target != -100
     logits = model.lm_head(h[:, :-1][sel])                    # the 6400-way head only where it counts
-    return F.cross_entropy(logits, target[sel])
+    loss = F.cross_entropy(logits, target[sel])
+    aux = probe(feats, aux_targets) if probe is not None else torch.zeros(())
+    return loss, aux
 
 
 def init_weights(model: MiniMindVLM, seed: int):
@@ -175,8 +215,10 @@ def main(argv=None):
     print(f"parameters: {n_params / 1e6:.2f} M (decoder hidden {args.hidden} x {args.layers}, "
           f"ffn {model.lm_config.intermediate_size}; vision {args.vision_hidden} x {args.vision_layers})", flush=True)
 
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    probe = AuxiliaryProbe(args.hidden) if args.aux_weight > 0 else None
+    params = list(model.named_parameters()) + (list(probe.named_parameters()) if probe else [])
+    decay = [p for n, p in params if p.dim() >= 2]
+    no_decay = [p for n, p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
 
@@ -201,18 +243,22 @@ def main(argv=None):
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         model.train()
-        loss = loss_on_answers(model, *batch)
+        loss, aux = loss_on_answers(model, *batch, probe=probe)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        (loss + args.aux_weight * aux).backward()
+        torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
         opt.step()
-        lv = loss.item()
+        lv, av = loss.item(), aux.item()
         ema = lv if ema is None else 0.95 * ema + 0.05 * lv
         if step % args.log_every == 0 or step == args.steps - 1:
             el = time.time() - start
-            print(f"step {step:5d}  loss {lv:.4f}  ema {ema:.4f}  lr {lr_at(step):.2e}  "
+            print(f"step {step:5d}  loss {lv:.4f}  ema {ema:.4f}  aux {av:.3f}  lr {lr_at(step):.2e}  "
                   f"{(step + 1) / el:.3f} steps/s  data {data_time / el:.0%}  elapsed {el:.0f}s", flush=True)
-            log.append({"step": step, "loss": lv, "ema": ema, "elapsed": el})
+            log.append({"step": step, "loss": lv, "ema": ema, "aux": av, "elapsed": el})
+        if step + 1 in args.snapshot_at:
+            save_upstream_layout(model, os.path.join(args.out, f"snapshot-{step + 1}"), f"sft_vlm_{args.hidden}.pth",
+                                 "siglip-demo-p32-256-ve")
+            print(f"snapshot saved at step {step + 1}", flush=True)
         if args.time_limit and time.time() - start > args.time_limit:
             print(f"time limit reached at step {step}", flush=True)
             break
@@ -223,6 +269,7 @@ def main(argv=None):
     model.eval()
     info = {"training": {"seed": args.seed, "steps": step + 1, "images_per_step": args.images_per_step,
                          "turns": args.turns, "lr": args.lr, "threads": args.threads,
+                         "aux_weight": args.aux_weight,
                          "seconds": round(elapsed, 1), "final_loss": lv, "final_loss_ema": ema,
                          "torch": torch.__version__, "command": " ".join(sys.argv)}}
     paths = save_upstream_layout(model, args.out, f"sft_vlm_{args.hidden}.pth", "siglip-demo-p32-256-ve",
