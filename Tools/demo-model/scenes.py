@@ -135,11 +135,16 @@ def render(scene: Scene, size: int = CANVAS) -> Image.Image:
         idx = np.arange(size) // max(1, cell)
         base += (((idx[:, None] + idx[None, :]) % 2) * 22.0)[..., None]
     img = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8), "RGB")
-    draw = ImageDraw.Draw(img)
-    k = size / CANVAS
+    fills = []
     for s in scene.shapes:
         jitter = rng.integers(-12, 13, size=3)
-        colour = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(COLOURS[s.colour], jitter))
+        fills.append(tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(COLOURS[s.colour], jitter)))
+    _draw_shapes(ImageDraw.Draw(img), scene, size / CANVAS, fills)
+    return img
+
+
+def _draw_shapes(draw: ImageDraw.ImageDraw, scene: Scene, k: float, fills: list) -> None:
+    for s, colour in zip(scene.shapes, fills):
         cx, cy, r = s.cx * k, s.cy * k, s.r * k
         if s.kind == "circle":
             draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
@@ -150,7 +155,18 @@ def render(scene: Scene, size: int = CANVAS) -> Image.Image:
             draw.polygon([(cx, cy - r), (cx + r * 0.95, cy + r * 0.75), (cx - r * 0.95, cy + r * 0.75)], fill=colour)
         else:
             draw.polygon(_star_points(cx, cy, r * 1.1), fill=colour)
-    return img
+
+
+def patch_labels(scene: Scene, patch: int = 32, min_cover: float = 0.2) -> np.ndarray:
+    """For each patch of the 256x256 picture (row-major): 0 for background, else 1 + the index of the shape
+    covering at least `min_cover` of it (the larger cover wins)."""
+    mask = Image.new("L", (CANVAS, CANVAS), 0)
+    _draw_shapes(ImageDraw.Draw(mask), scene, 1.0, [i + 1 for i in range(scene.count)])
+    m = np.asarray(mask).reshape(CANVAS // patch, patch, CANVAS // patch, patch).transpose(0, 2, 1, 3)
+    m = m.reshape(-1, patch * patch)
+    cover = np.stack([(m == i + 1).mean(1) for i in range(scene.count)], 1)
+    best = cover.argmax(1)
+    return np.where(cover.max(1) >= min_cover, best + 1, 0)
 
 
 def jpeg_roundtrip(img: Image.Image, quality: int) -> Image.Image:

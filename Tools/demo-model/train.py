@@ -83,7 +83,7 @@ def make_batch(args, step: int, prompts: PromptBuilder):
         if rng.random() < 0.5:
             img = scenes.jpeg_roundtrip(img, rng.randint(70, 95))
         pixels.append(preprocess(img))
-        aux.append(aux_targets(sc))
+        aux.append(aux_targets(sc) + patch_targets(sc))
         ids, labels = [], []
         for turn, cat in enumerate(_weighted_distinct(rng, cats, weights, args.turns)):
             lang = "en" if rng.random() < 0.5 else "zh"
@@ -119,14 +119,25 @@ def aux_targets(sc: scenes.Scene) -> list[int]:
     return t
 
 
+def patch_targets(sc: scenes.Scene) -> list[int]:
+    """Per image token: the colour (8 = background) and the shape (4 = background) under it."""
+    lab = scenes.patch_labels(sc)
+    colour = [8 if l == 0 else list(scenes.COLOURS).index(sc.shapes[l - 1].colour) for l in lab]
+    shape = [4 if l == 0 else scenes.SHAPES.index(sc.shapes[l - 1].kind) for l in lab]
+    return colour + shape
+
+
 class AuxiliaryProbe(torch.nn.Module):
-    """Training-only linear probe on the mean of the projected image features (what the decoder's attention
-    averages at the start). It gives the vision encoder a direct signal while the decoder is still learning
-    to look at the picture; it is not part of the model and is not saved."""
+    """Training-only linear probes on the projected image features, the decoder's view of the picture:
+    one on their mean (what attention averages before it has learnt to look: count and each slot's
+    attributes) and one per image token (the colour and shape under it). They give the vision encoder a direct
+    signal while the decoder is still learning to look at the picture; they are not part of the model and
+    are not saved."""
 
     def __init__(self, hidden: int):
         super().__init__()
         self.head = torch.nn.Linear(hidden, sum(n for _, n in AUX_GROUPS))
+        self.patch_head = torch.nn.Linear(hidden, 9 + 5)
 
     def forward(self, feats, targets):
         logits = self.head(feats.mean(1))
@@ -134,7 +145,14 @@ class AuxiliaryProbe(torch.nn.Module):
         for g, (_, n) in enumerate(AUX_GROUPS):
             loss = loss + F.cross_entropy(logits[:, o:o + n], targets[:, g])
             o += n
-        return loss / len(AUX_GROUPS)
+        pooled = loss / len(AUX_GROUPS)
+        n_tok = feats.shape[1]
+        per_tok = self.patch_head(feats)                                   # [N, 64, 14]
+        pt = targets[:, len(AUX_GROUPS):]
+        colour_t, shape_t = pt[:, :n_tok], pt[:, n_tok:]
+        dense = (F.cross_entropy(per_tok[..., :9].reshape(-1, 9), colour_t.reshape(-1)) +
+                 F.cross_entropy(per_tok[..., 9:].reshape(-1, 5), shape_t.reshape(-1))) / 2
+        return pooled + dense
 
 
 class SceneBatches(torch.utils.data.Dataset):
