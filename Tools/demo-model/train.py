@@ -60,6 +60,8 @@ def parse_args(argv=None):
     p.add_argument("--vision-heads", type=int, default=4)
     p.add_argument("--data-workers", type=int, default=1, help="processes drawing scenes (0: in the trainer)")
     p.add_argument("--aux-weight", type=float, default=1.0, help="weight of the training-only attribute probe")
+    p.add_argument("--probe-images", type=int, default=0,
+                   help="extra pictures per step for the training probe only (no conversation)")
     p.add_argument("--snapshot-at", type=int, nargs="*", default=[], help="also save the model after these steps")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--time-limit", type=float, default=0, help="seconds; stop early (and still save) past this")
@@ -94,6 +96,14 @@ def make_batch(args, step: int, prompts: PromptBuilder):
             ids += p + a
             labels += [-100] * len(p) + a
         seqs.append((ids, labels))
+    for slot in range(args.images_per_step, args.images_per_step + args.probe_images):
+        # Pictures seen only by the encoder and the training probe: cheap extra signal for the vision side.
+        sc = scenes.make_scene(scene_seed(args.seed, step, slot))
+        img = scenes.render(sc, rng.choice(RENDER_SIZES))
+        if rng.random() < 0.5:
+            img = scenes.jpeg_roundtrip(img, rng.randint(70, 95))
+        pixels.append(preprocess(img))
+        aux.append(aux_targets(sc) + patch_targets(sc))
     t = max(len(i) for i, _ in seqs)
     ids = torch.zeros(len(seqs), t, dtype=torch.long)  # right padding never reaches earlier tokens (causal)
     labels = torch.full((len(seqs), t), -100, dtype=torch.long)
@@ -185,7 +195,7 @@ def _weighted_distinct(rng: random.Random, items, weights, k):
 
 def loss_on_answers(model: MiniMindVLM, pixels, ids, labels, aux_targets=None, probe=None):
     feats = model.encode_images(pixels)
-    h = model.hidden_states(ids, feats)
+    h = model.hidden_states(ids, feats[: ids.shape[0]])
     # Position p predicts token p+1: score only where the next token is an answer token.
     target = labels[:, 1:]
     sel = target != -100
@@ -288,7 +298,8 @@ def main(argv=None):
     model.eval()
     info = {"training": {"seed": args.seed, "steps": step + 1, "images_per_step": args.images_per_step,
                          "turns": args.turns, "lr": args.lr, "threads": args.threads,
-                         "aux_weight": args.aux_weight,
+                         "aux_weight": args.aux_weight, "probe_images": args.probe_images,
+                         "vision_layers": args.vision_layers,
                          "seconds": round(elapsed, 1), "final_loss": lv, "final_loss_ema": ema,
                          "torch": torch.__version__, "command": " ".join(sys.argv)}}
     paths = save_upstream_layout(model, args.out, f"sft_vlm_{args.hidden}.pth", "siglip-demo-p32-256-ve",
