@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +43,12 @@ EN_COUNT = {1: "One", 2: "Two"}
 ZH_COUNT = {1: "一个", 2: "两个"}
 
 # Radius ranges (scene pixels) for the two sizes: far enough apart that "small"/"large" is well defined.
+# DEMO_SCENE_RADIUS="s_lo,s_hi,l_lo,l_hi" overrides it (workers inherit the environment); two shapes must
+# still fit side by side in CANVAS, so the large radius stays under about 58.
 RADIUS = {"small": (22, 30), "large": (40, 52)}
+if os.environ.get("DEMO_SCENE_RADIUS"):
+    _r = [float(v) for v in os.environ["DEMO_SCENE_RADIUS"].split(",")]
+    RADIUS = {"small": (_r[0], _r[1]), "large": (_r[2], _r[3])}
 
 
 @dataclass(frozen=True)
