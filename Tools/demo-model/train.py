@@ -1,0 +1,314 @@
+"""Trains the demo MiniMind-V (gen3 architecture) from scratch on synthetic scenes, on the CPU.
+
+    python Tools/demo-model/train.py --out Tools/demo-model/out            # the full run
+    python Tools/demo-model/train.py --steps 30 --out /tmp/demo-short     # a short timing run
+
+Every batch is drawn fresh from the seeded scene generator (step and slot decide the scene), so the run is
+deterministic for a given seed and thread count and never sees the same picture twice. The loss covers the
+assistant's answer tokens and the closing <|im_end|> only.
+
+Output (in --out): `sft_vlm_<hidden>.pth` (upstream trainer layout: fp16 state dict without vision_encoder.*),
+`siglip-demo-p32-256-ve/` (SiglipVisionModel folder: config.json, preprocessor_config.json, fp16
+model.safetensors), `tokenizer/` (the gen3 tokenizer files), `model_info.json`, `train_log.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+
+# The machine is shared: spinning OpenMP threads that wait for a descheduled sibling made a 2-thread step
+# five times slower than a 1-thread one under load. Passive waiting must be chosen before torch starts.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import scenes  # noqa: E402
+from model import DecoderConfig, MiniMindVLM, PromptBuilder, VisionConfig, preprocess, save_upstream_layout  # noqa: E402
+
+# How often each kind of question is asked during training.
+CATEGORY_WEIGHTS = {"colour": 0.22, "shape": 0.22, "count": 0.16, "describe": 0.2, "position": 0.1, "size": 0.1}
+RENDER_SIZES = [256, 256, 320, 384, 224]  # the processor resizes to 256: users' pictures are not all 256
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out"))
+    p.add_argument("--seed", type=int, default=20261130)
+    p.add_argument("--steps", type=int, default=620)
+    p.add_argument("--images-per-step", type=int, default=24)
+    p.add_argument("--turns", type=int, default=3, help="questions per picture, as one multi-turn conversation")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--threads", type=int, default=1,
+                   help="1: on the shared 2-core machine a 2-thread step was slower than a 1-thread one")
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--kv-heads", type=int, default=2)
+    p.add_argument("--vision-hidden", type=int, default=128)
+    p.add_argument("--vision-layers", type=int, default=2)
+    p.add_argument("--vision-heads", type=int, default=4)
+    p.add_argument("--data-workers", type=int, default=1, help="processes drawing scenes (0: in the trainer)")
+    p.add_argument("--aux-weight", type=float, default=1.0, help="weight of the training-only attribute probe")
+    p.add_argument("--probe-images", type=int, default=0,
+                   help="extra pictures per step for the training probe only (no conversation)")
+    p.add_argument("--snapshot-at", type=int, nargs="*", default=[], help="also save the model after these steps")
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--time-limit", type=float, default=0, help="seconds; stop early (and still save) past this")
+    p.add_argument("--no-save", action="store_true")
+    return p.parse_args(argv)
+
+
+def scene_seed(seed: int, step: int, slot: int) -> int:
+    return (seed * 1_000_003 + step * 1009 + slot) % (2**63)
+
+
+def make_batch(args, step: int, prompts: PromptBuilder):
+    """One conversation per picture: the first turn is exactly the single-question prompt users send
+    (`<image>\n{question}`); the further turns (`--turns`) ask about the same picture, which lets one encoder
+    pass and one run of 64 image tokens carry several answers."""
+    rng = random.Random(scene_seed(args.seed, step, 999_999))
+    cats, weights = list(CATEGORY_WEIGHTS), list(CATEGORY_WEIGHTS.values())
+    pixels, seqs, aux = [], [], []
+    for slot in range(args.images_per_step):
+        sc = scenes.make_scene(scene_seed(args.seed, step, slot))
+        img = scenes.render(sc, rng.choice(RENDER_SIZES))
+        if rng.random() < 0.5:
+            img = scenes.jpeg_roundtrip(img, rng.randint(70, 95))
+        pixels.append(preprocess(img))
+        aux.append(aux_targets(sc) + patch_targets(sc))
+        ids, labels = [], []
+        for turn, cat in enumerate(_weighted_distinct(rng, cats, weights, args.turns)):
+            lang = "en" if rng.random() < 0.5 else "zh"
+            q = rng.choice(scenes.QUESTIONS[(cat, lang)])
+            p = prompts.prompt_ids(q) if turn == 0 else prompts.next_turn_ids(q)
+            a = prompts.answer_ids(scenes.answer(sc, cat, lang))
+            ids += p + a
+            labels += [-100] * len(p) + a
+        seqs.append((ids, labels))
+    for slot in range(args.images_per_step, args.images_per_step + args.probe_images):
+        # Pictures seen only by the encoder and the training probe: cheap extra signal for the vision side.
+        sc = scenes.make_scene(scene_seed(args.seed, step, slot))
+        img = scenes.render(sc, rng.choice(RENDER_SIZES))
+        if rng.random() < 0.5:
+            img = scenes.jpeg_roundtrip(img, rng.randint(70, 95))
+        pixels.append(preprocess(img))
+        aux.append(aux_targets(sc) + patch_targets(sc))
+    t = max(len(i) for i, _ in seqs)
+    ids = torch.zeros(len(seqs), t, dtype=torch.long)  # right padding never reaches earlier tokens (causal)
+    labels = torch.full((len(seqs), t), -100, dtype=torch.long)
+    for n, (i, l) in enumerate(seqs):
+        ids[n, : len(i)] = torch.tensor(i)
+        labels[n, : len(l)] = torch.tensor(l)
+    return torch.stack(pixels), ids, labels, torch.tensor(aux)
+
+
+# Auxiliary targets: what is in each slot of the scene (reading order), "none" for an empty second slot.
+AUX_GROUPS = [("count", 2)] + [(f"{a}{k}", n + 1) for k in range(2)
+                               for a, n in (("colour", 8), ("shape", 4), ("size", 2), ("position", 4))]
+
+
+def aux_targets(sc: scenes.Scene) -> list[int]:
+    t = [sc.count - 1]
+    for k in range(2):
+        if k < sc.count:
+            s = sc.shapes[k]
+            t += [list(scenes.COLOURS).index(s.colour), scenes.SHAPES.index(s.kind), scenes.SIZES.index(s.size),
+                  scenes.POSITIONS.index(s.position)]
+        else:
+            t += [8, 4, 2, 4]
+    return t
+
+
+def patch_targets(sc: scenes.Scene) -> list[int]:
+    """Per image token: the colour (8 = background) and the shape (4 = background) under it."""
+    lab = scenes.patch_labels(sc)
+    colour = [8 if l == 0 else list(scenes.COLOURS).index(sc.shapes[l - 1].colour) for l in lab]
+    shape = [4 if l == 0 else scenes.SHAPES.index(sc.shapes[l - 1].kind) for l in lab]
+    return colour + shape
+
+
+class AuxiliaryProbe(torch.nn.Module):
+    """Training-only linear probes on the projected image features, the decoder's view of the picture:
+    one on their mean (what attention averages before it has learnt to look: count and each slot's
+    attributes) and one per image token (the colour and shape under it). They give the vision encoder a direct
+    signal while the decoder is still learning to look at the picture; they are not part of the model and
+    are not saved."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.head = torch.nn.Linear(hidden, sum(n for _, n in AUX_GROUPS))
+        self.patch_head = torch.nn.Linear(hidden, 9 + 5)
+
+    def forward(self, feats, targets):
+        logits = self.head(feats.mean(1))
+        loss, o = 0.0, 0
+        for g, (_, n) in enumerate(AUX_GROUPS):
+            loss = loss + F.cross_entropy(logits[:, o:o + n], targets[:, g])
+            o += n
+        pooled = loss / len(AUX_GROUPS)
+        n_tok = feats.shape[1]
+        per_tok = self.patch_head(feats)                                   # [N, 64, 14]
+        pt = targets[:, len(AUX_GROUPS):]
+        colour_t, shape_t = pt[:, :n_tok], pt[:, n_tok:]
+        dense = (F.cross_entropy(per_tok[..., :9].reshape(-1, 9), colour_t.reshape(-1)) +
+                 F.cross_entropy(per_tok[..., 9:].reshape(-1, 5), shape_t.reshape(-1))) / 2
+        return pooled + dense
+
+
+class SceneBatches(torch.utils.data.Dataset):
+    """Batch `step` of the run; drawn in a worker process so that drawing overlaps training."""
+
+    def __init__(self, args):
+        self.args = args
+        self.prompts = None
+
+    def __len__(self):
+        return self.args.steps
+
+    def __getitem__(self, step):
+        if self.prompts is None:
+            torch.set_num_threads(1)
+            self.prompts = PromptBuilder()
+        return make_batch(self.args, step, self.prompts)
+
+
+def _weighted_distinct(rng: random.Random, items, weights, k):
+    items, weights = list(items), list(weights)
+    out = []
+    for _ in range(min(k, len(items))):
+        i = rng.choices(range(len(items)), weights=weights)[0]
+        out.append(items.pop(i))
+        weights.pop(i)
+    return out
+
+
+def loss_on_answers(model: MiniMindVLM, pixels, ids, labels, aux_targets=None, probe=None):
+    feats = model.encode_images(pixels)
+    h = model.hidden_states(ids, feats[: ids.shape[0]])
+    # Position p predicts token p+1: score only where the next token is an answer token.
+    target = labels[:, 1:]
+    sel = target != -100
+    logits = model.lm_head(h[:, :-1][sel])                    # the 6400-way head only where it counts
+    loss = F.cross_entropy(logits, target[sel])
+    aux = probe(feats, aux_targets) if probe is not None else torch.zeros(())
+    return loss, aux
+
+
+def init_weights(model: MiniMindVLM, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    for name, p in model.named_parameters():
+        if name.endswith("bias"):
+            torch.nn.init.zeros_(p)
+        elif p.dim() == 1:
+            torch.nn.init.ones_(p)
+        elif name == "model.embed_tokens.weight":
+            with torch.no_grad():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+        else:
+            std = 0.02
+            if name.endswith(("o_proj.weight", "down_proj.weight", "out_proj.weight", "fc2.weight")):
+                std = 0.02 / math.sqrt(2 * max(model.lm_config.num_hidden_layers, 1))
+            with torch.no_grad():
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+
+
+def build_model(args) -> MiniMindVLM:
+    lm = DecoderConfig(hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                       num_key_value_heads=args.kv_heads)
+    vc = VisionConfig(hidden_size=args.vision_hidden, intermediate_size=4 * args.vision_hidden,
+                      num_hidden_layers=args.vision_layers, num_attention_heads=args.vision_heads)
+    model = MiniMindVLM(lm, vc)
+    init_weights(model, args.seed)
+    return model
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed % 2**32)
+    random.seed(args.seed)
+    model = build_model(args)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"parameters: {n_params / 1e6:.2f} M (decoder hidden {args.hidden} x {args.layers}, "
+          f"ffn {model.lm_config.intermediate_size}; vision {args.vision_hidden} x {args.vision_layers})", flush=True)
+
+    probe = AuxiliaryProbe(args.hidden) if args.aux_weight > 0 else None
+    params = list(model.named_parameters()) + (list(probe.named_parameters()) if probe else [])
+    decay = [p for n, p in params if p.dim() >= 2]
+    no_decay = [p for n, p in params if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
+
+    def lr_at(step):
+        if step < args.warmup:
+            return args.lr * (step + 1) / args.warmup
+        prog = (step - args.warmup) / max(1, args.steps - args.warmup)
+        return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, prog))))
+
+    log = []
+    start = time.time()
+    ema = None
+    data_time = 0.0
+    step = 0
+    loader = torch.utils.data.DataLoader(SceneBatches(args), batch_size=None, shuffle=False,
+                                         num_workers=args.data_workers, prefetch_factor=4 if args.data_workers else None)
+    batches = iter(loader)
+    for step in range(args.steps):
+        t0 = time.time()
+        batch = next(batches)
+        data_time += time.time() - t0
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        model.train()
+        loss, aux = loss_on_answers(model, *batch, probe=probe)
+        opt.zero_grad(set_to_none=True)
+        (loss + args.aux_weight * aux).backward()
+        torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
+        opt.step()
+        lv, av = loss.item(), aux.item()
+        ema = lv if ema is None else 0.95 * ema + 0.05 * lv
+        if step % args.log_every == 0 or step == args.steps - 1:
+            el = time.time() - start
+            print(f"step {step:5d}  loss {lv:.4f}  ema {ema:.4f}  aux {av:.3f}  lr {lr_at(step):.2e}  "
+                  f"{(step + 1) / el:.3f} steps/s  data {data_time / el:.0%}  elapsed {el:.0f}s", flush=True)
+            log.append({"step": step, "loss": lv, "ema": ema, "aux": av, "elapsed": el})
+        if step + 1 in args.snapshot_at:
+            save_upstream_layout(model, os.path.join(args.out, f"snapshot-{step + 1}"), f"sft_vlm_{args.hidden}.pth",
+                                 "siglip-demo-p32-256-ve")
+            print(f"snapshot saved at step {step + 1}", flush=True)
+        if args.time_limit and time.time() - start > args.time_limit:
+            print(f"time limit reached at step {step}", flush=True)
+            break
+    elapsed = time.time() - start
+    print(f"trained {step + 1} steps in {elapsed:.0f}s; final loss {lv:.4f} (ema {ema:.4f})", flush=True)
+    if args.no_save:
+        return model
+    model.eval()
+    info = {"training": {"seed": args.seed, "steps": step + 1, "images_per_step": args.images_per_step,
+                         "turns": args.turns, "lr": args.lr, "threads": args.threads,
+                         "aux_weight": args.aux_weight, "probe_images": args.probe_images,
+                         "vision_layers": args.vision_layers,
+                         "seconds": round(elapsed, 1), "final_loss": lv, "final_loss_ema": ema,
+                         "torch": torch.__version__, "command": " ".join(sys.argv)}}
+    paths = save_upstream_layout(model, args.out, f"sft_vlm_{args.hidden}.pth", "siglip-demo-p32-256-ve",
+                                 extra_info=info)
+    with open(os.path.join(args.out, "train_log.json"), "w") as f:
+        json.dump(log, f)
+    print("saved", json.dumps(paths), flush=True)
+    return model
+
+
+if __name__ == "__main__":
+    main()
