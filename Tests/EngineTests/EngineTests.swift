@@ -6,6 +6,7 @@ import Imaging
 import Model
 import Tokenizer
 import Testing
+import ModelFixtureSupport
 import TestSupport
 
 enum EngineFixtures {

@@ -1,6 +1,7 @@
 import Formats
 import Model
 import Testing
+import ModelFixtureSupport
 import TestSupport
 
 /// A model file with one tensor taken out or one metadata value replaced.

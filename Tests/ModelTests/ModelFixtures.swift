@@ -1,6 +1,7 @@
 import Conversion
 import Foundation
 import Model
+import ModelFixtureSupport
 import TestSupport
 
 /// The upstream fixtures (`shared/minimind/fixtures/<gen>/tiny`) and our MoE fixtures

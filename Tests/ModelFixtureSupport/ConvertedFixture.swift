@@ -2,18 +2,17 @@ import Conversion
 import Foundation
 import TestSupport
 
-/// A fixture converted to GGUF once per test process, shared by every test target in it (the
-/// same code lives in EngineTests): the file is named by its inputs in a per-process folder and
+/// A fixture converted to GGUF once per test process, shared by every test target in it: the file is named by its inputs in a per-process folder and
 /// written under an exclusive `flock`, so concurrent tests wait instead of converting twice.
-enum ConvertedFixture {
-    static var folder: URL { FileManager.default.temporaryDirectory.appendingPathComponent("minimindv-fixtures-\(getpid())") }
+public enum ConvertedFixture {
+    public static var folder: URL { FileManager.default.temporaryDirectory.appendingPathComponent("minimindv-fixtures-\(getpid())") }
 
     /// Removes the folder when the test process exits.
     private static let cleanup: Void = {
         atexit { try? FileManager.default.removeItem(at: ConvertedFixture.folder) }
     }()
 
-    static func path(name: String, checkpoint: URL, vision: URL, tokenizer: URL, type: OutputType) throws -> String {
+    public static func path(name: String, checkpoint: URL, vision: URL, tokenizer: URL, type: OutputType) throws -> String {
         _ = cleanup
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let output = folder.appendingPathComponent("\(name)-\(type.rawValue).gguf").path
