@@ -24,10 +24,19 @@ public enum Fixtures {
         minimind.appendingPathComponent("fixtures").appendingPathComponent(name)
     }
 
-    /// A fresh temporary folder, removed by the caller (or left for the OS to clean).
-    public static func temporaryDirectory(_ label: String = "minimindv-test") throws -> URL {
+    /// One folder per test process under the system temporary directory; everything the tests write
+    /// goes below it and it is removed when the process exits, so runs do not litter /tmp.
+    public static let scratch: URL = {
         let url = FileManager.default.temporaryDirectory
-            .appendingPathComponent("\(label)-\(UUID().uuidString)")
+            .appendingPathComponent("minimindv-tests-\(getpid())")
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        atexit { try? FileManager.default.removeItem(at: Fixtures.scratch) }
+        return url
+    }()
+
+    /// A fresh folder inside `scratch`.
+    public static func temporaryDirectory(_ label: String = "minimindv-test") throws -> URL {
+        let url = scratch.appendingPathComponent("\(label)-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
     }
