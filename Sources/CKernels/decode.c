@@ -176,26 +176,53 @@ CK_T_AVX512 static void softmax_avx512(float *s, size_t n) {
 }
 
 #define CK_ATT_MAX_CHUNKS 8 // head_dim up to 128 in registers
-#define CK_ATT_MAX_GROUP 8
 
-// One KV head for its `group` query heads: each key and value row is loaded once and used for
-// every query head of the group. head_dim must be a multiple of 16 and at most 128.
+// The 16 horizontal sums of a[0..15] as one vector (lane j = sum of a[j]): pairs, quads within
+// 128-bit lanes, then across lanes; ~2 operations per sum instead of ~10 for a lone reduction.
+CK_T_AVX512 static inline __m512 sum_pair16(__m512 a, __m512 b) {
+    return _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+}
+CK_T_AVX512 static inline __m512 sum_quad16(__m512 a, __m512 b, __m512 c, __m512 d) {
+    __m512d ab = _mm512_castps_pd(sum_pair16(a, b)), cd = _mm512_castps_pd(sum_pair16(c, d));
+    return _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(ab, cd)), _mm512_castpd_ps(_mm512_unpackhi_pd(ab, cd)));
+}
+CK_T_AVX512 static inline __m512 reduce16x16(const __m512 a[16]) {
+    __m512 q0 = sum_quad16(a[0], a[1], a[2], a[3]), q1 = sum_quad16(a[4], a[5], a[6], a[7]);
+    __m512 q2 = sum_quad16(a[8], a[9], a[10], a[11]), q3 = sum_quad16(a[12], a[13], a[14], a[15]);
+    __m512 s01 = _mm512_add_ps(_mm512_shuffle_f32x4(q0, q1, _MM_SHUFFLE(1, 0, 1, 0)),
+                               _mm512_shuffle_f32x4(q0, q1, _MM_SHUFFLE(3, 2, 3, 2)));
+    __m512 s23 = _mm512_add_ps(_mm512_shuffle_f32x4(q2, q3, _MM_SHUFFLE(1, 0, 1, 0)),
+                               _mm512_shuffle_f32x4(q2, q3, _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// One KV head for its `group` query heads: each key and value row is loaded once per group of
+// up to 4 query heads (from L1 for the others). head_dim must be a multiple of 16, at most 128.
 CK_T_AVX512 static void attend_avx512(const attention_job *j, const ck_attention_query *q, size_t kvh, float *scores) {
     const size_t group = j->heads / j->kv_heads, hd = j->head_dim, kvw = j->kv_heads * hd, n = q->length;
     const size_t chunks = hd / 16;
-    for (size_t g0 = 0; g0 < group; g0 += 4) {
-        const size_t gn = group - g0 < 4 ? group - g0 : 4;
-        __m512 qv[4][CK_ATT_MAX_CHUNKS];
-        for (size_t g = 0; g < gn; g++)
-            for (size_t c = 0; c < chunks; c++) qv[g][c] = _mm512_loadu_ps(q->q + (kvh * group + g0 + g) * hd + 16 * c);
-        for (size_t t = 0; t < n; t++) {
-            const float *k = q->keys + t * kvw + kvh * hd;
-            __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-            for (size_t c = 0; c < chunks; c++) {
-                __m512 kv = _mm512_loadu_ps(k + 16 * c);
-                for (size_t g = 0; g < gn; g++) acc[g] = _mm512_fmadd_ps(qv[g][c], kv, acc[g]);
+    const __m512 scale = _mm512_set1_ps(j->scale);
+    for (size_t g = 0; g < group; g++) {
+        __m512 qv[CK_ATT_MAX_CHUNKS];
+        for (size_t c = 0; c < chunks; c++) qv[c] = _mm512_loadu_ps(q->q + (kvh * group + g) * hd + 16 * c);
+        float *s = scores + g * n;
+        size_t t = 0;
+        for (; t + 16 <= n; t += 16) {
+            __m512 acc[16];
+            for (int u = 0; u < 16; u++) {
+                const float *k = q->keys + (t + u) * kvw + kvh * hd;
+                __m512 a = _mm512_mul_ps(qv[0], _mm512_loadu_ps(k));
+                for (size_t c = 1; c < chunks; c++) a = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k + 16 * c), a);
+                acc[u] = a;
             }
-            for (size_t g = 0; g < gn; g++) scores[(g0 + g) * n + t] = _mm512_reduce_add_ps(acc[g]) * j->scale;
+            _mm512_storeu_ps(s + t, _mm512_mul_ps(reduce16x16(acc), scale));
+        }
+        for (; t < n; t++) {
+            const float *k = q->keys + t * kvw + kvh * hd;
+            __m512 a = _mm512_mul_ps(qv[0], _mm512_loadu_ps(k));
+            for (size_t c = 1; c < chunks; c++) a = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k + 16 * c), a);
+            s[t] = _mm512_reduce_add_ps(a) * j->scale;
         }
     }
     for (size_t g = 0; g < group; g++) softmax_avx512(scores + g * n, n);

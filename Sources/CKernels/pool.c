@@ -77,6 +77,8 @@ static void *worker_main(void *arg) {
             if (atomic_load_explicit(&p->stop, memory_order_acquire)) return NULL;
             cpu_relax();
             if ((++spins & 255) == 0) {
+                // On a busy machine the caller may be waiting for a core this spin holds.
+                sched_yield();
                 long t = now_ns();
                 if (spin_start == 0) spin_start = t;
                 else if (t - spin_start > CK_SPIN_NS) {

@@ -31,6 +31,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Figures to measure, comma-separated: vision, prefill, decode (default: all). Without vision the prompt's image features are synthetic.")
     var parts: String = "vision,prefill,decode"
 
+    @Option(help: "Decode batch sizes, comma-separated.")
+    var batches: String = "1,8"
+
     func validate() throws {
         if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
         if decodeTokens < 2 { throw ValidationError("--decode-tokens must be at least 2") }
@@ -78,7 +81,8 @@ struct Bench: AsyncParsableCommand {
             rows.append(("prefill, \(prompt.ids.count)-token prompt", String(format: "%.0f tokens/s, %.1f ms (cpu %.1f)", Double(prompt.ids.count) / prefill, prefill * 1000, prefillCPU * 1000)))
         }
 
-        for batch in [1, 8] where selected.contains("decode") {
+        let batchSizes = batches.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
+        for batch in batchSizes where selected.contains("decode") {
             var seconds: [Double] = []
             var cpu: [Double] = []
             for run in 0...repeats {
