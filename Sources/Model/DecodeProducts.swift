@@ -60,3 +60,44 @@ extension Parameter {
                                     owner: self)
     }
 }
+
+extension Decoder {
+    /// How many weight matrices the decode step (products of at most 16 rows) reads in each
+    /// storage format: all F32 for an f32 file, the file's F16/BF16/Q8_0 otherwise. A matrix
+    /// counted here is multiplied in that format, never through a widened float32 copy.
+    public var decodeWeightFormats: [WeightFormat: Int] {
+        var products: [DecodeProduct?] = [decodeHead]
+        for layer in layers {
+            products += layer.attention.decodeQKV ?? [nil]
+            products.append(layer.attention.decodeOutput)
+            switch layer.ffn {
+            case .dense(let ffn): products += [ffn.decodeGateUp?.0, ffn.decodeGateUp?.1, ffn.decodeDown]
+            case .mixture(let moe):
+                for expert in moe.experts + (moe.shared.map { [$0] } ?? []) {
+                    products += [expert.decodeGateUp?.0, expert.decodeGateUp?.1, expert.decodeDown]
+                }
+            }
+        }
+        var counts: [WeightFormat: Int] = [:]
+        for product in products {
+            // nil: a product the decode step sends through sgemm on float32 values.
+            counts[product?.format ?? .float32, default: 0] += product == nil ? 0 : 1
+        }
+        return counts.filter { $0.value > 0 }
+    }
+
+    /// Matrices of the decode step that are not read by the small-row kernels (0 for every file
+    /// `minimindv convert` writes).
+    public var decodeProductsWithoutKernel: Int {
+        var missing = decodeHead == nil ? 1 : 0
+        for layer in layers {
+            if layer.attention.decodeQKV == nil { missing += 3 }
+            if layer.attention.decodeOutput == nil { missing += 1 }
+            if case .dense(let ffn) = layer.ffn {
+                if ffn.decodeGateUp == nil { missing += 2 }
+                if ffn.decodeDown == nil { missing += 1 }
+            }
+        }
+        return missing
+    }
+}

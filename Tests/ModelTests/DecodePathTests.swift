@@ -1,0 +1,46 @@
+import Conversion
+import Foundation
+import Kernels
+import Model
+import Testing
+import TestSupport
+
+/// The decode step (one new token per sequence) reads each weight in the file's own format with
+/// the small-row kernels, and its logits agree with upstream's.
+@Suite("Decode path")
+struct DecodePathTests {
+    static let formats: [OutputType: WeightFormat] = [.f32: .float32, .f16: .float16, .bf16: .bfloat16, .q8_0: .q8_0]
+
+    @Test(arguments: [(ModelFixtures.Variant.gen2, OutputType.f32), (.gen3, .f32), (.gen2, .q8_0), (.gen3, .q8_0), (.gen3, .f16), (.gen2, .bf16)])
+    func decodeStepReadsTheStoredFormat(variant: ModelFixtures.Variant, type: OutputType) throws {
+        let model = try ModelFixtures.model(variant, type: type)
+        let expected = try #require(Self.formats[type])
+        let formats = model.decoder.decodeWeightFormats
+        #expect(model.decoder.decodeProductsWithoutKernel == 0)
+        // 7 matrices per layer plus the head.
+        #expect(formats == [expected: 7 * model.config.layerCount + 1], "decode reads \(formats)")
+    }
+
+    /// The prompt but its last token through prefill, then the last token as a decode step (one
+    /// row: the decode products and attention kernel): the logits must match upstream's at the
+    /// last position as closely as a whole-prompt forward pass does for the same file type.
+    @Test(arguments: [(ModelFixtures.Variant.gen2, OutputType.f32), (.gen3, .f32), (.gen2, .q8_0), (.gen3, .q8_0), (.gen3, .f16)])
+    func lastTokenAsDecodeStepMatchesUpstreamLogits(variant: ModelFixtures.Variant, type: OutputType) throws {
+        let model = try ModelFixtures.model(variant, type: type)
+        // f32 as the fixture tests require; f16 is lossless for these float16 checkpoints.
+        let bound: Float = type == .f32 || type == .f16 ? 1e-3 : try #require(LowPrecisionTests.bounds[type]).logits
+        let hidden = model.config.hiddenSize
+        for caseName in ["img1", "text"] {
+            let prompt = try ModelFixtures.promptEmbeddings(caseName, variant, model: model)
+            let rows = prompt.embeddings.count / hidden
+            let cache = model.decoder.makeCache()
+            _ = try model.decoder.forward([(cache, Array(prompt.embeddings[0..<((rows - 1) * hidden)]))])
+            let stepped = try model.decoder.forward([(cache, Array(prompt.embeddings[((rows - 1) * hidden)...]))])[0]
+            let reference = try ModelFixtures.reference(variant, "cases/\(caseName)/logits_last.npy").floats
+            let error = relativeError(stepped, reference)
+            print("decode step \(variant) \(type) \(caseName): logits error \(error)")
+            #expect(error < bound)
+            #expect(cache.count == rows)
+        }
+    }
+}
