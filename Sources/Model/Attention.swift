@@ -73,7 +73,19 @@ struct Attention: Sendable {
         let attended = FloatBuffer(count: rows * qWidth)    // [rows, heads, hd]
         let group = heads / kvHeads
         let scale = 1 / Float(hd).squareRoot()
-        for segment in segments {
+        // Prompts (many rows): one fused kernel per head, heads in parallel.
+        let prompts = segments.filter { $0.rows > 1 }
+        Kernels.attention(heads: prompts.count * heads, headDim: hd, scale: scale, pool: DecodePool.shared) { i in
+            let segment = prompts[i / heads], head = i % heads, kvHead = head / group
+            let query = q.pointer + segment.firstRow * qWidth + head * hd
+            return AttentionHead(query: query, queryStride: qWidth,
+                                 keys: segment.cache.keys(layer) + kvHead * hd, keyStride: kvWidth,
+                                 values: segment.cache.values(layer) + kvHead * hd, valueStride: kvWidth,
+                                 output: attended.pointer + segment.firstRow * qWidth + head * hd, outputStride: qWidth,
+                                 rows: segment.rows, length: segment.startPosition + segment.rows,
+                                 firstPosition: segment.startPosition)
+        }
+        for segment in segments where segment.rows == 1 {
             let length = segment.startPosition + segment.rows         // keys visible to the last row
             let scores = FloatBuffer(count: segment.rows * length)    // [rows, length]
             let allKeys = UnsafePointer(segment.cache.keys(layer))    // [length, kv, hd]

@@ -31,19 +31,12 @@ struct VisionAttention: Sendable {
         key(x, rows: rows, into: k.pointer)
         value(x, rows: rows, into: v.pointer)
         let attended = FloatBuffer(count: rows * vh)  // [rows, heads, hd]
-        let scores = FloatBuffer(count: length * length)
-        let scale = 1 / Float(hd).squareRoot()
-        for image in 0..<images {
-            let base = image * length * vh
-            for head in 0..<headCount {
-                let offset = base + head * hd
-                Kernels.matmulTransposedB(m: length, n: length, k: hd, alpha: scale,
-                                          q.pointer + offset, lda: vh, k.pointer + offset, ldb: vh,
-                                          into: scores.pointer, ldc: length)
-                Kernels.softmax(scores.pointer, rows: length, count: length)
-                Kernels.matmul(m: length, n: hd, k: length, scores.pointer, lda: length,
-                               v.pointer + offset, ldb: vh, into: attended.pointer + offset, ldc: vh)
-            }
+        let heads = headCount
+        Kernels.attention(heads: images * heads, headDim: hd, scale: 1 / Float(hd).squareRoot(), pool: DecodePool.shared) { i in
+            let offset = (i / heads) * length * vh + (i % heads) * hd
+            return AttentionHead(query: q.pointer + offset, queryStride: vh, keys: k.pointer + offset, keyStride: vh,
+                                 values: v.pointer + offset, valueStride: vh, output: attended.pointer + offset,
+                                 outputStride: vh, rows: length, length: length)
         }
         output(attended.pointer, rows: rows, into: h, accumulate: true)
     }
