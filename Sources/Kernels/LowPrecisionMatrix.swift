@@ -19,6 +19,8 @@ public struct QuantizedMatrix: @unchecked Sendable {
 
     /// Bytes of the whole matrix.
     public var byteCount: Int { storage.count }
+    /// Start of the stored bytes, for the kernels of this module (valid while the matrix lives).
+    var baseAddress: UnsafeRawPointer? { storage.base }
 
     /// A matrix over a copy of `bytes` (`rows * format.rowBytes(columns:)` of them).
     public init(format: WeightFormat, rows: Int, columns: Int, bytes: [UInt8]) throws(LowPrecisionError) {

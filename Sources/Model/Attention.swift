@@ -23,6 +23,9 @@ struct Attention: Sendable {
     let output: Linear            // [hidden, heads·hd]
     let queryNorm: RMSNorm?       // [hd] (gen3)
     let keyNorm: RMSNorm?         // [hd] (gen3)
+    /// Q, K, V and the output as the decode step reads them (nil: every product through sgemm).
+    let decodeQKV: [DecodeProduct]?
+    let decodeOutput: DecodeProduct?
 
     init(_ loader: WeightLoader, layer n: Int, config c: DecoderConfig) throws(ModelError) {
         config = c
@@ -38,6 +41,9 @@ struct Attention: Sendable {
             queryNorm = nil
             keyNorm = nil
         }
+        let qkv = [query, key, value].compactMap(DecodeProduct.init)
+        decodeQKV = qkv.count == 3 ? qkv : nil
+        decodeOutput = DecodeProduct(output)
     }
 
     /// `h += attention(x) Woᵀ` for every segment of the batch; writes this layer's new keys and
@@ -51,9 +57,14 @@ struct Attention: Sendable {
         let q = FloatBuffer(count: rows * qWidth)       // [rows, heads, hd]
         let k = FloatBuffer(count: rows * kvWidth)      // [rows, kv, hd]
         let v = FloatBuffer(count: rows * kvWidth)      // [rows, kv, hd]
-        query(x, rows: rows, into: q.pointer)
-        key(x, rows: rows, into: k.pointer)
-        value(x, rows: rows, into: v.pointer)
+        let decoding = rows <= DecodeProduct.rowLimit
+        if decoding, let qkv = decodeQKV {
+            DecodeProduct.run([(qkv[0], q.pointer), (qkv[1], k.pointer), (qkv[2], v.pointer)], x: x, rows: rows, columns: config.hiddenSize)
+        } else {
+            query(x, rows: rows, into: q.pointer)
+            key(x, rows: rows, into: k.pointer)
+            value(x, rows: rows, into: v.pointer)
+        }
         if let queryNorm, let keyNorm {
             queryNorm(q.pointer, rows: rows * heads, into: q.pointer)
             keyNorm(k.pointer, rows: rows * kvHeads, into: k.pointer)
@@ -73,6 +84,14 @@ struct Attention: Sendable {
         let attended = FloatBuffer(count: rows * qWidth)    // [rows, heads, hd]
         let group = heads / kvHeads
         let scale = 1 / Float(hd).squareRoot()
+        // Rows that are one new token (decode): one job over all of them and their KV heads.
+        let singles = segments.filter { $0.rows == 1 }.map { segment in
+            DecodeKernels.AttentionQuery(
+                query: q.pointer + segment.firstRow * qWidth,
+                keys: segment.cache.keys(layer), values: segment.cache.values(layer),
+                length: segment.startPosition + 1, output: attended.pointer + segment.firstRow * qWidth)
+        }
+        DecodeKernels.attention(singles, heads: heads, kvHeads: kvHeads, headDim: hd, scale: scale, pool: DecodePool.shared)
         // Prompts (many rows): one fused kernel per head, heads in parallel.
         let prompts = segments.filter { $0.rows > 1 }
         Kernels.attention(heads: prompts.count * heads, headDim: hd, scale: scale, pool: DecodePool.shared) { i in
@@ -85,29 +104,10 @@ struct Attention: Sendable {
                                  rows: segment.rows, length: segment.startPosition + segment.rows,
                                  firstPosition: segment.startPosition)
         }
-        for segment in segments where segment.rows == 1 {
-            let length = segment.startPosition + segment.rows         // keys visible to the last row
-            let scores = FloatBuffer(count: segment.rows * length)    // [rows, length]
-            let allKeys = UnsafePointer(segment.cache.keys(layer))    // [length, kv, hd]
-            let allValues = UnsafePointer(segment.cache.values(layer))
-            for head in 0..<heads {
-                let kvHead = head / group
-                let qHead = UnsafePointer(q.pointer + segment.firstRow * qWidth + head * hd)
-                Kernels.matmulTransposedB(m: segment.rows, n: length, k: hd, alpha: scale,
-                                          qHead, lda: qWidth, allKeys + kvHead * hd, ldb: kvWidth,
-                                          into: scores.pointer, ldc: length)
-                for t in 0..<segment.rows {
-                    // Causal mask: row t sees positions 0...startPosition + t.
-                    let visible = segment.startPosition + t + 1
-                    let row = scores.pointer + t * length
-                    if visible < length { (row + visible).update(repeating: -.infinity, count: length - visible) }
-                }
-                Kernels.softmax(scores.pointer, rows: segment.rows, count: length)
-                Kernels.matmul(m: segment.rows, n: hd, k: length, scores.pointer, lda: length,
-                               allValues + kvHead * hd, ldb: kvWidth,
-                               into: attended.pointer + segment.firstRow * qWidth + head * hd, ldc: qWidth)
-            }
+        if decoding, let decodeOutput {
+            decodeOutput(attended.pointer, rows: rows, into: h, accumulate: true)
+        } else {
+            output(attended.pointer, rows: rows, into: h, accumulate: true)
         }
-        output(attended.pointer, rows: rows, into: h, accumulate: true)
     }
 }

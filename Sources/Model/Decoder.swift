@@ -9,6 +9,8 @@ public final class Decoder: @unchecked Sendable {
     let layers: [DecoderLayer]
     let finalNorm: RMSNorm          // [hidden]
     let head: Parameter             // [vocab, hidden]; the embedding when tied
+    /// The head as the decode step reads it.
+    let decodeHead: DecodeProduct?
     private var rotary: RotaryTable
     private let rotaryLock = NSLock()
 
@@ -24,6 +26,7 @@ public final class Decoder: @unchecked Sendable {
         } else {
             head = embedding
         }
+        decodeHead = DecodeProduct(Linear(weight: head, bias: nil, out: c.vocabularySize, in: c.hiddenSize))
         rotary = RotaryTable(headDim: c.headDim, theta: c.ropeTheta)
         rotary.reserve(min(c.contextLength, 4096))
     }
@@ -53,7 +56,11 @@ public final class Decoder: @unchecked Sendable {
         let last = try lastHiddenRows(inputs)                  // [sequences, hidden], final-normed
         let count = inputs.count, vocab = config.vocabularySize
         let logits = FloatBuffer(count: count * vocab)          // [sequences, vocab]
-        head.product(last.pointer, rows: count, inFeatures: config.hiddenSize, outFeatures: vocab, into: logits.pointer)
+        if count <= DecodeProduct.rowLimit, let decodeHead {
+            decodeHead(last.pointer, rows: count, into: logits.pointer, accumulate: false)
+        } else {
+            head.product(last.pointer, rows: count, inFeatures: config.hiddenSize, outFeatures: vocab, into: logits.pointer)
+        }
         return (0..<count).map { logits.rows($0..<($0 + 1), width: vocab) }
     }
 

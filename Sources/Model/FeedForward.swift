@@ -6,18 +6,28 @@ struct FeedForward: Sendable {
     let gate: Linear     // [ff, hidden]
     let up: Linear       // [ff, hidden]
     let down: Linear     // [hidden, ff]
+    /// Gate and up (one job), and down, as the decode step reads them.
+    let decodeGateUp: (DecodeProduct, DecodeProduct)?
+    let decodeDown: DecodeProduct?
 
     init(_ loader: WeightLoader, gate gateName: String, up upName: String, down downName: String,
          hidden: Int, ff: Int) throws(ModelError) {
         gate = try Linear(loader, gateName, out: ff, in: hidden)
         up = try Linear(loader, upName, out: ff, in: hidden)
         down = try Linear(loader, downName, out: hidden, in: ff)
+        (decodeGateUp, decodeDown) = Self.decodeProducts(gate: gate, up: up, down: down)
     }
 
     init(gate: Linear, up: Linear, down: Linear) {
         self.gate = gate
         self.up = up
         self.down = down
+        (decodeGateUp, decodeDown) = Self.decodeProducts(gate: gate, up: up, down: down)
+    }
+
+    private static func decodeProducts(gate: Linear, up: Linear, down: Linear) -> ((DecodeProduct, DecodeProduct)?, DecodeProduct?) {
+        guard let g = DecodeProduct(gate), let u = DecodeProduct(up) else { return (nil, DecodeProduct(down)) }
+        return ((g, u), DecodeProduct(down))
     }
 
     /// `out (+)= ffn(x)` over `rows` rows.
@@ -25,10 +35,19 @@ struct FeedForward: Sendable {
         let ff = gate.outFeatures
         let g = FloatBuffer(count: rows * ff)     // [rows, ff]
         let u = FloatBuffer(count: rows * ff)     // [rows, ff]
-        gate(x, rows: rows, into: g.pointer)
-        up(x, rows: rows, into: u.pointer)
+        let decoding = rows <= DecodeProduct.rowLimit
+        if decoding, let (gateProduct, upProduct) = decodeGateUp {
+            DecodeProduct.run([(gateProduct, g.pointer), (upProduct, u.pointer)], x: x, rows: rows, columns: gate.inFeatures)
+        } else {
+            gate(x, rows: rows, into: g.pointer)
+            up(x, rows: rows, into: u.pointer)
+        }
         Kernels.siluMultiply(g.pointer, u.pointer, count: rows * ff)
-        down(g.pointer, rows: rows, into: out, accumulate: accumulate)
+        if decoding, let decodeDown {
+            decodeDown(g.pointer, rows: rows, into: out, accumulate: accumulate)
+        } else {
+            down(g.pointer, rows: rows, into: out, accumulate: accumulate)
+        }
     }
 }
 

@@ -28,9 +28,16 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Tokens decoded per sequence for the decode figures.")
     var decodeTokens: Int = 32
 
+    @Option(help: "Figures to measure, comma-separated: vision, prefill, decode (default: all). Without vision the prompt's image features are synthetic.")
+    var parts: String = "vision,prefill,decode"
+
     func validate() throws {
         if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
         if decodeTokens < 2 { throw ValidationError("--decode-tokens must be at least 2") }
+        let known: Set<Substring> = ["vision", "prefill", "decode"]
+        for part in parts.split(separator: ",") where !known.contains(part) {
+            throw ValidationError("unknown part '\(part)' in --parts: use vision, prefill or decode")
+        }
     }
 
     func run() async throws {
@@ -41,8 +48,13 @@ struct Bench: AsyncParsableCommand {
         let config = network.config
         var rows: [(String, String)] = []
 
+        let selected = Set(parts.split(separator: ",").map(String.init))
         var features: [[Float]] = []
-        if let vision = network.visionConfig {
+        if network.visionConfig != nil, !selected.contains("vision") {
+            // Stand-in projected features of the right size, so the prompt keeps its length.
+            var generator = SeededGenerator(seed: 2)
+            features = [(0..<(config.imageTokenCount * config.hiddenSize)).map { _ in Float(Double(generator.next() >> 40) / Double(1 << 24)) - 0.5 }]
+        } else if let vision = network.visionConfig {
             let perImage = 3 * vision.imageSize * vision.imageSize
             var generator = SeededGenerator(seed: 1)
             let pixels = (0..<(8 * perImage)).map { _ in Float(Double(generator.next() >> 40) / Double(1 << 24)) * 2 - 1 }
@@ -59,12 +71,14 @@ struct Bench: AsyncParsableCommand {
         let prompt = try tokenizer.chatPrompt([ChatMessage(role: "user", content: question, imageCount: features.count)],
                                               image: try file.imagePlaceholder())
         let noStop = StopConditions(maxNewTokens: decodeTokens, stopTokenIDs: [])
-        let (prefill, prefillCPU) = try median(repeats) {
-            _ = try engine.start(prompt: prompt.ids, images: features, sampling: .argmax, stop: noStop)
+        if selected.contains("prefill") {
+            let (prefill, prefillCPU) = try median(repeats) {
+                _ = try engine.start(prompt: prompt.ids, images: features, sampling: .argmax, stop: noStop)
+            }
+            rows.append(("prefill, \(prompt.ids.count)-token prompt", String(format: "%.0f tokens/s, %.1f ms (cpu %.1f)", Double(prompt.ids.count) / prefill, prefill * 1000, prefillCPU * 1000)))
         }
-        rows.append(("prefill, \(prompt.ids.count)-token prompt", String(format: "%.0f tokens/s, %.1f ms (cpu %.1f)", Double(prompt.ids.count) / prefill, prefill * 1000, prefillCPU * 1000)))
 
-        for batch in [1, 8] {
+        for batch in [1, 8] where selected.contains("decode") {
             var seconds: [Double] = []
             var cpu: [Double] = []
             for run in 0...repeats {

@@ -99,6 +99,3 @@ int ck_matmul_rows(int isa, int format, const void *w, size_t cols, const float 
 #ifdef __cplusplus
 }
 #endif
-
-// Kernels for many rows (vision encoder, prefill): declared apart.
-#include "ck_many_rows.h"

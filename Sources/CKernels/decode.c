@@ -1,0 +1,251 @@
+// The per-token work of decoding, where a step is ~60 products of 1-16 rows and attention over
+// the caches: the cost is reading weights, and per-job overhead (waking threads) once per product
+// adds up. So products sharing an input run as one pool job, and attention is one job over all
+// (query row, KV head) pairs.
+#include "ck_decode.h"
+#include "ck_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if CK_X86
+#include <immintrin.h>
+#endif
+
+// ---- Several products, one job ----------------------------------------------------------------
+
+typedef struct {
+    const ck_product *product;
+    size_t r0, r1;
+} product_task;
+
+typedef struct {
+    int isa;
+    size_t cols, ldx, m;
+    const float *x;
+    const product_task *tasks;
+} many_job;
+
+static void many_task(void *context, size_t task, size_t ntasks) {
+    (void)ntasks;
+    const many_job *j = context;
+    const product_task *t = &j->tasks[task];
+    ck_matmul_rows(j->isa, t->product->format, t->product->w, j->cols, j->x, j->ldx, j->m,
+                   t->product->y, t->product->ldy, t->r0, t->r1);
+}
+
+int ck_matmul_many(ck_pool *pool, int isa, const ck_product *products, size_t count, size_t cols,
+                   const float *x, size_t ldx, size_t m) {
+    size_t total_bytes = 0;
+    for (size_t p = 0; p < count; p++) {
+        size_t rb = ck_row_bytes(products[p].format, cols);
+        if (rb == 0 && cols != 0) return -1;
+        total_bytes += rb * products[p].rows;
+    }
+    if (m == 0 || count == 0) return 0;
+    int threads = pool ? ck_pool_threads(pool) : 1;
+    // Below ~64 KiB of weights (per group of 4 x-rows), waking the other thread costs more than
+    // it saves.
+    if (threads <= 1 || total_bytes * (m < 4 ? 1 : m / 4) < 65536) {
+        for (size_t p = 0; p < count; p++)
+            ck_matmul_rows(isa, products[p].format, products[p].w, cols, x, ldx, m, products[p].y,
+                           products[p].ldy, 0, products[p].rows);
+        return 0;
+    }
+    // A few chunks per thread, so that a thread delayed by another process is covered by the
+    // rest; chunks are whole tiles of 4 rows and of similar bytes across products.
+    size_t target = total_bytes / ((size_t)threads * 4) + 1;
+    size_t ntasks = 0;
+    for (size_t p = 0; p < count; p++) {
+        size_t bytes = ck_row_bytes(products[p].format, cols) * products[p].rows;
+        ntasks += (bytes + target - 1) / target + 1;
+    }
+    product_task stack_tasks[64];
+    product_task *tasks = ntasks <= 64 ? stack_tasks : malloc(ntasks * sizeof *tasks);
+    if (!tasks) return -1;
+    size_t n = 0;
+    for (size_t p = 0; p < count; p++) {
+        size_t rows = products[p].rows;
+        size_t bytes = ck_row_bytes(products[p].format, cols) * rows;
+        size_t pieces = (bytes + target - 1) / target;
+        if (pieces == 0) pieces = 1;
+        size_t chunk = (rows + pieces - 1) / pieces;
+        chunk = (chunk + 3) / 4 * 4;
+        if (chunk == 0) chunk = 4;
+        for (size_t r0 = 0; r0 < rows; r0 += chunk)
+            tasks[n++] = (product_task){&products[p], r0, r0 + chunk < rows ? r0 + chunk : rows};
+    }
+    many_job job = {isa, cols, ldx, m, x, tasks};
+    ck_pool_run(pool, many_task, &job, n);
+    if (tasks != stack_tasks) free(tasks);
+    return 0;
+}
+
+// ---- Decode attention -------------------------------------------------------------------------
+
+typedef struct {
+    const ck_attention_query *queries;
+    size_t heads, kv_heads, head_dim;
+    float scale;
+    int path;
+} attention_job;
+
+// Scores -> probabilities in place over `n` values (float32, max-subtracted as PyTorch does).
+static void softmax_portable(float *s, size_t n) {
+    float mx = -INFINITY;
+    for (size_t t = 0; t < n; t++) mx = s[t] > mx ? s[t] : mx;
+    float sum = 0.0f;
+    for (size_t t = 0; t < n; t++) { s[t] = expf(s[t] - mx); sum += s[t]; }
+    float inv = 1.0f / sum;
+    for (size_t t = 0; t < n; t++) s[t] *= inv;
+}
+
+static void attend_portable(const attention_job *j, const ck_attention_query *q, size_t kvh, float *scores) {
+    size_t group = j->heads / j->kv_heads, hd = j->head_dim, kvw = j->kv_heads * hd, n = q->length;
+    for (size_t g = 0; g < group; g++) {
+        size_t h = kvh * group + g;
+        const float *qh = q->q + h * hd;
+        float *s = scores + g * n;
+        for (size_t t = 0; t < n; t++) {
+            const float *k = q->keys + t * kvw + kvh * hd;
+            float dot = 0.0f;
+            for (size_t d = 0; d < hd; d++) dot += qh[d] * k[d];
+            s[t] = dot * j->scale;
+        }
+        softmax_portable(s, n);
+        float *o = q->out + h * hd;
+        for (size_t d = 0; d < hd; d++) o[d] = 0.0f;
+        for (size_t t = 0; t < n; t++) {
+            const float *v = q->values + t * kvw + kvh * hd;
+            for (size_t d = 0; d < hd; d++) o[d] += s[t] * v[d];
+        }
+    }
+}
+
+#if CK_X86
+// e^x for 16 lanes, as Kernels.exp16 in Swift: Cody-Waite reduction, Cephes' degree-6 polynomial,
+// 2^n through the exponent bits; within 2 ulp of expf on [-87.3, 88.3], 0 below.
+CK_T_AVX512 static inline __m512 exp16_avx512(__m512 x) {
+    __m512 c = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
+    const __m512 magic = _mm512_set1_ps(12582912.0f);
+    __m512 shifted = _mm512_fmadd_ps(c, _mm512_set1_ps(1.44269504f), magic);
+    __m512 n = _mm512_sub_ps(shifted, magic);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), c);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 er = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+    __m512i bits = _mm512_slli_epi32(
+        _mm512_add_epi32(_mm512_sub_epi32(_mm512_castps_si512(shifted), _mm512_set1_epi32(0x4B400000)),
+                         _mm512_set1_epi32(127)), 23);
+    __m512 result = _mm512_mul_ps(er, _mm512_castsi512_ps(bits));
+    __mmask16 under = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_LT_OQ);
+    return _mm512_mask_mov_ps(result, under, _mm512_setzero_ps());
+}
+
+CK_T_AVX512 static void softmax_avx512(float *s, size_t n) {
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    size_t t = 0;
+    for (; t + 16 <= n; t += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(s + t));
+    if (t < n) vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), (__mmask16)((1u << (n - t)) - 1), s + t));
+    __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+    __m512 vsum = _mm512_setzero_ps();
+    for (t = 0; t + 16 <= n; t += 16) {
+        __m512 e = exp16_avx512(_mm512_sub_ps(_mm512_loadu_ps(s + t), mx));
+        _mm512_storeu_ps(s + t, e);
+        vsum = _mm512_add_ps(vsum, e);
+    }
+    if (t < n) {
+        __mmask16 mask = (__mmask16)((1u << (n - t)) - 1);
+        __m512 e = exp16_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, s + t), mx));
+        e = _mm512_maskz_mov_ps(mask, e);
+        _mm512_mask_storeu_ps(s + t, mask, e);
+        vsum = _mm512_add_ps(vsum, e);
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
+    for (t = 0; t + 16 <= n; t += 16) _mm512_storeu_ps(s + t, _mm512_mul_ps(_mm512_loadu_ps(s + t), inv));
+    if (t < n) {
+        __mmask16 mask = (__mmask16)((1u << (n - t)) - 1);
+        _mm512_mask_storeu_ps(s + t, mask, _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, s + t), inv));
+    }
+}
+
+#define CK_ATT_MAX_CHUNKS 8 // head_dim up to 128 in registers
+#define CK_ATT_MAX_GROUP 8
+
+// One KV head for its `group` query heads: each key and value row is loaded once and used for
+// every query head of the group. head_dim must be a multiple of 16 and at most 128.
+CK_T_AVX512 static void attend_avx512(const attention_job *j, const ck_attention_query *q, size_t kvh, float *scores) {
+    const size_t group = j->heads / j->kv_heads, hd = j->head_dim, kvw = j->kv_heads * hd, n = q->length;
+    const size_t chunks = hd / 16;
+    for (size_t g0 = 0; g0 < group; g0 += 4) {
+        const size_t gn = group - g0 < 4 ? group - g0 : 4;
+        __m512 qv[4][CK_ATT_MAX_CHUNKS];
+        for (size_t g = 0; g < gn; g++)
+            for (size_t c = 0; c < chunks; c++) qv[g][c] = _mm512_loadu_ps(q->q + (kvh * group + g0 + g) * hd + 16 * c);
+        for (size_t t = 0; t < n; t++) {
+            const float *k = q->keys + t * kvw + kvh * hd;
+            __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+            for (size_t c = 0; c < chunks; c++) {
+                __m512 kv = _mm512_loadu_ps(k + 16 * c);
+                for (size_t g = 0; g < gn; g++) acc[g] = _mm512_fmadd_ps(qv[g][c], kv, acc[g]);
+            }
+            for (size_t g = 0; g < gn; g++) scores[(g0 + g) * n + t] = _mm512_reduce_add_ps(acc[g]) * j->scale;
+        }
+    }
+    for (size_t g = 0; g < group; g++) softmax_avx512(scores + g * n, n);
+    for (size_t g0 = 0; g0 < group; g0 += 4) {
+        const size_t gn = group - g0 < 4 ? group - g0 : 4;
+        __m512 acc[4][CK_ATT_MAX_CHUNKS];
+        for (size_t g = 0; g < gn; g++)
+            for (size_t c = 0; c < chunks; c++) acc[g][c] = _mm512_setzero_ps();
+        for (size_t t = 0; t < n; t++) {
+            const float *v = q->values + t * kvw + kvh * hd;
+            __m512 p[4];
+            for (size_t g = 0; g < gn; g++) p[g] = _mm512_set1_ps(scores[(g0 + g) * n + t]);
+            for (size_t c = 0; c < chunks; c++) {
+                __m512 vv = _mm512_loadu_ps(v + 16 * c);
+                for (size_t g = 0; g < gn; g++) acc[g][c] = _mm512_fmadd_ps(p[g], vv, acc[g][c]);
+            }
+        }
+        for (size_t g = 0; g < gn; g++)
+            for (size_t c = 0; c < chunks; c++) _mm512_storeu_ps(q->out + (kvh * group + g0 + g) * hd + 16 * c, acc[g][c]);
+    }
+}
+#endif
+
+static void attention_task(void *context, size_t task, size_t ntasks) {
+    (void)ntasks;
+    const attention_job *j = context;
+    const ck_attention_query *q = &j->queries[task / j->kv_heads];
+    size_t kvh = task % j->kv_heads, group = j->heads / j->kv_heads;
+    float stack_scores[4096];
+    size_t need = group * q->length;
+    float *scores = need <= 4096 ? stack_scores : malloc(need * sizeof(float));
+    if (!scores) return; // out of memory: leave the output as it was (cannot report from a task)
+#if CK_X86
+    if (j->path >= CK_ISA_AVX512) attend_avx512(j, q, kvh, scores);
+    else
+#endif
+        attend_portable(j, q, kvh, scores);
+    if (scores != stack_scores) free(scores);
+}
+
+void ck_decode_attention(ck_pool *pool, const ck_attention_query *queries, size_t count,
+                         size_t heads, size_t kv_heads, size_t head_dim, float scale) {
+    if (count == 0 || kv_heads == 0 || heads % kv_heads != 0) return;
+    int path = ck_isa_best();
+#if CK_X86
+    if (head_dim % 16 != 0 || head_dim / 16 > CK_ATT_MAX_CHUNKS) path = CK_ISA_PORTABLE;
+#endif
+    attention_job job = {queries, heads, kv_heads, head_dim, scale, path};
+    size_t work = 0;
+    for (size_t i = 0; i < count; i++) work += queries[i].length;
+    // Short contexts: the whole job is a few microseconds, less than a wake-up.
+    ck_pool_run(work * kv_heads * head_dim < 8192 ? NULL : pool, attention_task, &job, count * kv_heads);
+}

@@ -1,0 +1,48 @@
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ckernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// The per-token work of decoding: several small-m products that share one input in one pool job
+// (Q/K/V, gate/up), and attention of a few query rows over their KV caches.
+// ---------------------------------------------------------------------------------------------
+
+/// One product y[i, r] = sum_k x[i, k] * W[r, k] (i < m, r < rows) of a ck_matmul_many job.
+typedef struct {
+    int format;     ///< CK_FORMAT_*
+    const void *w;  ///< [rows, cols] in `format`
+    size_t rows;
+    float *y;       ///< m rows, ldy floats apart
+    size_t ldy;
+} ck_product;
+
+/// Runs every product against the same x (m rows of `cols` floats, ldx apart) as one job on the
+/// pool, rows of all products split over its threads. Returns 0, or -1 for an unknown format or
+/// Q8_0 cols not a multiple of 32 (nothing is computed then).
+int ck_matmul_many(ck_pool *pool, int isa, const ck_product *products, size_t count, size_t cols,
+                   const float *x, size_t ldx, size_t m);
+
+/// One query row attending to its sequence's cache.
+typedef struct {
+    const float *q;      ///< [heads, head_dim], after RoPE (and q norm)
+    const float *keys;   ///< [length, kv_heads * head_dim], after RoPE (and k norm)
+    const float *values; ///< [length, kv_heads * head_dim]
+    size_t length;       ///< positions visible to this row (all of them: it is the newest)
+    float *out;          ///< [heads, head_dim]
+} ck_attention_query;
+
+/// out = softmax(scale * q K^T) V per query head, query head h reading KV head h / (heads / kv_heads)
+/// (grouped-query attention): each KV head's keys and values are read once for all its query
+/// heads. Tasks are (query row, KV head) pairs spread over the pool. Scores and softmax in float32.
+void ck_decode_attention(ck_pool *pool, const ck_attention_query *queries, size_t count,
+                         size_t heads, size_t kv_heads, size_t head_dim, float scale);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,56 @@
+import CKernels
+
+/// The per-token kernels of decoding: products with few rows that share one input, run as one
+/// job on a `ComputePool`, and grouped-query attention of single query rows over their caches.
+public enum DecodeKernels {
+    /// `y_j[i, r] = Σ_k x[i, k] · W_j[r, k]` for every pair `(W_j, y_j)`, `i < m`, as one pool job
+    /// with the rows of all matrices split over the threads. Every matrix has `columns` columns;
+    /// `x` is `m` rows of them (densely packed), each `y_j` gets `m` rows of `W_j.rows` floats.
+    public static func multiply(_ x: UnsafePointer<Float>, rows m: Int, columns: Int,
+                                by products: [(matrix: QuantizedMatrix, output: UnsafeMutablePointer<Float>)],
+                                pool: ComputePool?, path: KernelPath? = nil) {
+        let descriptors = products.map { product in
+            precondition(product.matrix.columns == columns, "multiply: a \(product.matrix.columns)-column matrix among \(columns)-column ones")
+            return ck_product(format: product.matrix.format.tag, w: product.matrix.baseAddress,
+                              rows: product.matrix.rows, y: product.output, ldy: product.matrix.rows)
+        }
+        let rc = descriptors.withUnsafeBufferPointer { buffer in
+            ck_matmul_many(pool?.raw, path?.rawValue ?? -1, buffer.baseAddress, buffer.count, columns, x, columns, m)
+        }
+        precondition(rc == 0, "multiply: matrices with \(columns) columns rejected")
+    }
+
+    /// One query row and the cache it attends to (all `length` positions are visible).
+    public struct AttentionQuery {
+        /// `[heads, headDim]`, after RoPE.
+        public var query: UnsafePointer<Float>
+        /// `[length, kvHeads · headDim]` each, keys after RoPE.
+        public var keys: UnsafePointer<Float>
+        public var values: UnsafePointer<Float>
+        public var length: Int
+        /// `[heads, headDim]`.
+        public var output: UnsafeMutablePointer<Float>
+
+        public init(query: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+                    length: Int, output: UnsafeMutablePointer<Float>) {
+            self.query = query
+            self.keys = keys
+            self.values = values
+            self.length = length
+            self.output = output
+        }
+    }
+
+    /// `output = softmax(scale · q Kᵀ) V` per query head for every query; query head `h` reads KV
+    /// head `h / (heads / kvHeads)`, whose keys and values are read once for its whole group.
+    public static func attention(_ queries: [AttentionQuery], heads: Int, kvHeads: Int, headDim: Int,
+                                 scale: Float, pool: ComputePool?) {
+        precondition(kvHeads > 0 && heads % kvHeads == 0, "attention: \(heads) heads do not group over \(kvHeads) KV heads")
+        let descriptors = queries.map {
+            ck_attention_query(q: $0.query, keys: $0.keys, values: $0.values, length: $0.length, out: $0.output)
+        }
+        descriptors.withUnsafeBufferPointer { buffer in
+            ck_decode_attention(pool?.raw, buffer.baseAddress, buffer.count, heads, kvHeads, headDim, scale)
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import Formats
+import Kernels
+
+/// A `Linear` as the decode step multiplies it: its weight read in place by our small-row
+/// kernels, in the file's format (F32 from the map, or F16/BF16/Q8_0 without widening).
+struct DecodeProduct: @unchecked Sendable {
+    let matrix: QuantizedMatrix
+    let bias: UnsafePointer<Float>?
+    /// Keeps the memory `matrix` and `bias` point into alive.
+    private let owner: Linear
+
+    /// Products with at most this many rows go through the decode kernels; larger ones (prefill,
+    /// vision) through sgemm, where arithmetic, not reading the weights, dominates.
+    static let rowLimit = 16
+
+    /// nil when the weight is not a plain `[out, in]` matrix our kernels can read.
+    init?(_ linear: Linear) {
+        guard let matrix = linear.weight.smallProductMatrix(rows: linear.outFeatures, columns: linear.inFeatures) else { return nil }
+        self.matrix = matrix
+        bias = linear.bias?.pointer
+        owner = linear
+    }
+
+    var outFeatures: Int { matrix.rows }
+    var format: WeightFormat { matrix.format }
+
+    /// `out_j[rows, out_j] = x W_jᵀ + b_j` for every product, as one job: products sharing an
+    /// input (Q/K/V, gate/up) cost one wake-up of the threads instead of one each.
+    static func run(_ products: [(DecodeProduct, UnsafeMutablePointer<Float>)], x: UnsafePointer<Float>, rows: Int, columns: Int) {
+        DecodeKernels.multiply(x, rows: rows, columns: columns, by: products.map { ($0.0.matrix, $0.1) }, pool: DecodePool.shared)
+        for (product, out) in products {
+            guard let bias = product.bias else { continue }
+            let n = product.outFeatures
+            for r in 0..<rows { Kernels.add(out + r * n, bias, into: out + r * n, count: n) }
+        }
+    }
+
+    /// `out (+)= x Wᵀ + b` for `rows` rows; `scratch` holds `rows × out` floats when accumulating.
+    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        guard accumulate else {
+            Self.run([(self, out)], x: x, rows: rows, columns: matrix.columns)
+            return
+        }
+        let product = FloatBuffer(count: rows * outFeatures)
+        Self.run([(self, product.pointer)], x: x, rows: rows, columns: matrix.columns)
+        Kernels.add(out, product.pointer, into: out, count: rows * outFeatures)
+    }
+}
+
+extension Parameter {
+    /// This weight as a `[rows, columns]` matrix for the small-row kernels: the stored
+    /// F16/BF16/Q8_0 bytes when the file has them, else the float32 values in place.
+    func smallProductMatrix(rows: Int, columns: Int) -> QuantizedMatrix? {
+        if let lowPrecision {
+            return lowPrecision.rows == rows && lowPrecision.columns == columns ? lowPrecision : nil
+        }
+        guard count == rows * columns else { return nil }
+        return try? QuantizedMatrix(format: .float32, rows: rows, columns: columns,
+                                    borrowing: UnsafeRawBufferPointer(start: pointer, count: count * MemoryLayout<Float>.size),
+                                    owner: self)
+    }
+}
