@@ -4,9 +4,9 @@ extension Kernels {
     /// below that (and for -inf) it returns 0, above it saturates at e^88.3.
     @inline(__always)
     static func exp16(_ x: SIMD16<Float>) -> SIMD16<Float> {
-        // pointwiseMin/Max, not `clamped`: that one is not specialised here and costs a call per
-        // 16 lanes (7% of a decode step through siluMultiply).
-        let clamped = pointwiseMin(pointwiseMax(x, SIMD16(repeating: -87.3)), SIMD16(repeating: 88.3))
+        // `clamped(lowerBound:upperBound:)` is a generic stdlib call that is not specialised here
+        // (it took a third of the vision encoder's time); masked replacements inline.
+        let clamped = x.replacing(with: -87.3, where: x .< -87.3).replacing(with: 88.3, where: x .> 88.3)
         // Adding 1.5·2²³ rounds to the nearest integer and leaves it in the low mantissa bits.
         let magic = SIMD16<Float>(repeating: 12_582_912)
         let shifted = clamped * 1.442_695_04 + magic

@@ -92,28 +92,17 @@ struct Attention: Sendable {
                 length: segment.startPosition + 1, output: attended.pointer + segment.firstRow * qWidth)
         }
         DecodeKernels.attention(singles, heads: heads, kvHeads: kvHeads, headDim: hd, scale: scale, pool: DecodePool.shared)
-        for segment in segments where segment.rows > 1 {
-            let length = segment.startPosition + segment.rows         // keys visible to the last row
-            let scores = FloatBuffer(count: segment.rows * length)    // [rows, length]
-            let allKeys = UnsafePointer(segment.cache.keys(layer))    // [length, kv, hd]
-            let allValues = UnsafePointer(segment.cache.values(layer))
-            for head in 0..<heads {
-                let kvHead = head / group
-                let qHead = UnsafePointer(q.pointer + segment.firstRow * qWidth + head * hd)
-                Kernels.matmulTransposedB(m: segment.rows, n: length, k: hd, alpha: scale,
-                                          qHead, lda: qWidth, allKeys + kvHead * hd, ldb: kvWidth,
-                                          into: scores.pointer, ldc: length)
-                for t in 0..<segment.rows {
-                    // Causal mask: row t sees positions 0...startPosition + t.
-                    let visible = segment.startPosition + t + 1
-                    let row = scores.pointer + t * length
-                    if visible < length { (row + visible).update(repeating: -.infinity, count: length - visible) }
-                }
-                Kernels.softmax(scores.pointer, rows: segment.rows, count: length)
-                Kernels.matmul(m: segment.rows, n: hd, k: length, scores.pointer, lda: length,
-                               allValues + kvHead * hd, ldb: kvWidth,
-                               into: attended.pointer + segment.firstRow * qWidth + head * hd, ldc: qWidth)
-            }
+        // Prompts (many rows): one fused kernel per head, heads in parallel.
+        let prompts = segments.filter { $0.rows > 1 }
+        Kernels.attention(heads: prompts.count * heads, headDim: hd, scale: scale, pool: DecodePool.shared) { i in
+            let segment = prompts[i / heads], head = i % heads, kvHead = head / group
+            let query = q.pointer + segment.firstRow * qWidth + head * hd
+            return AttentionHead(query: query, queryStride: qWidth,
+                                 keys: segment.cache.keys(layer) + kvHead * hd, keyStride: kvWidth,
+                                 values: segment.cache.values(layer) + kvHead * hd, valueStride: kvWidth,
+                                 output: attended.pointer + segment.firstRow * qWidth + head * hd, outputStride: qWidth,
+                                 rows: segment.rows, length: segment.startPosition + segment.rows,
+                                 firstPosition: segment.startPosition)
         }
         if decoding, let decodeOutput {
             decodeOutput(attended.pointer, rows: rows, into: h, accumulate: true)

@@ -44,7 +44,7 @@ public final class Decoder: @unchecked Sendable {
             guard token >= 0, token < config.vocabularySize else {
                 throw ModelError(.invalidInput, "token id \(token) is outside the vocabulary (0..<\(config.vocabularySize))")
             }
-            for j in 0..<hidden { out[i * hidden + j] = embedding.pointer[token * hidden + j] }
+            out.withUnsafeMutableBufferPointer { embedding.copyRow(token, width: hidden, into: $0.baseAddress! + i * hidden) }
         }
         return out
     }

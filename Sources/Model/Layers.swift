@@ -39,6 +39,12 @@ extension Parameter {
     /// `accumulate`, added to `out`.
     func product(_ x: UnsafePointer<Float>, rows: Int, inFeatures: Int, outFeatures: Int,
                  bias: UnsafePointer<Float>? = nil, into out: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
+        if rows > Self.lowPrecisionRowLimit, let matrix = lowPrecision,
+           matrix.rows == outFeatures, matrix.columns == inFeatures {
+            // Many rows (prefill, vision): the stored weights in place, int8 products for Q8_0.
+            matrix.multiplyMany(x, rows: rows, bias: bias, into: out, accumulate: accumulate, pool: DecodePool.shared)
+            return
+        }
         guard rows <= Self.lowPrecisionRowLimit, let matrix = lowPrecision,
               matrix.rows == outFeatures, matrix.columns == inFeatures else {
             Kernels.linear(x, rows: rows, inFeatures: inFeatures, weight: pointer, outFeatures: outFeatures,

@@ -1,15 +1,31 @@
 import Formats
 import Kernels
+import Synchronization
 
 /// One weight tensor as float32, ready for the kernels.
 ///
-/// A float32 tensor of a memory-mapped file is used in place; float16, bfloat16 and Q8_0 tensors
-/// (and anything not mapped) are widened once into memory of our own.
+/// A float32 tensor of a memory-mapped file is used in place. A float16, bfloat16 or Q8_0 matrix
+/// of a mapped file is multiplied in place (`lowPrecision`) and widened to float32 only if some
+/// caller asks for `pointer`; other tensors (vectors, anything not mapped) are widened at load.
 public final class Parameter: @unchecked Sendable {
     public let name: String
     /// PyTorch order, outermost first.
     public let shape: [Int]
-    public let pointer: UnsafePointer<Float>
+    /// The values as float32 (for a low-precision matrix: widened on first use, then kept).
+    public var pointer: UnsafePointer<Float> {
+        if let eager { return eager }
+        if let parent { return parent.pointer + sliceOffset }
+        return widened.withLock { buffer in
+            if let buffer { return UnsafePointer(buffer.pointer) }
+            let made = FloatBuffer(count: count)
+            if let lowPrecision { lowPrecision.expandRows(0..<lowPrecision.rows, into: made.pointer) }
+            buffer = made
+            return UnsafePointer(made.pointer)
+        }
+    }
+    private let eager: UnsafePointer<Float>?
+    private let sliceOffset: Int
+    private let widened = Mutex<FloatBuffer?>(nil)
     private let owned: FloatBuffer?
     /// Keeps the file mapping alive while `pointer` points into it.
     private let source: Tensor?
@@ -27,18 +43,29 @@ public final class Parameter: @unchecked Sendable {
            let address = tensor.bytes.withUnsafeBytes({ $0.baseAddress }),
            Int(bitPattern: address) % MemoryLayout<Float>.alignment == 0 {
             // The map outlives this object through `source`, so the address stays valid.
-            pointer = address.assumingMemoryBound(to: Float.self)
+            eager = address.assumingMemoryBound(to: Float.self)
+            sliceOffset = 0
             owned = nil
             source = tensor
             parent = nil
             lowPrecision = nil
             return
         }
-        let buffer = FloatBuffer(count: count)
         let expectedBytes = tensor.dtype.byteCount(elements: count)
         guard let expectedBytes, expectedBytes == tensor.bytes.count else {
             throw ModelError(.invalidModel, "tensor \(tensor.name): \(tensor.bytes.count) bytes for \(count) \(tensor.dtype) values")
         }
+        sliceOffset = 0
+        parent = nil
+        if let matrix = Self.lowPrecisionMatrix(tensor), matrix.rows * matrix.columns == count {
+            // Products read the mapped bytes; no float32 copy unless `pointer` is asked for.
+            eager = nil
+            owned = nil
+            lowPrecision = matrix
+            source = tensor
+            return
+        }
+        let buffer = FloatBuffer(count: count)
         try tensor.bytes.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws(ModelError) in
             guard let base = raw.baseAddress else { return }
             switch tensor.dtype {
@@ -51,11 +78,10 @@ public final class Parameter: @unchecked Sendable {
                 throw ModelError(.unsupported, "tensor \(tensor.name) is \(tensor.dtype); weights must be float32, float16, bfloat16 or q8_0")
             }
         }
-        pointer = UnsafePointer(buffer.pointer)
+        eager = UnsafePointer(buffer.pointer)
         owned = buffer
-        lowPrecision = Self.lowPrecisionMatrix(tensor)
-        source = lowPrecision == nil ? nil : tensor
-        parent = nil
+        lowPrecision = nil
+        source = nil
     }
 
     /// A matrix over the mapped bytes of a 2-D (or stacked 3-D) F16/BF16/Q8_0 tensor, nil otherwise.
@@ -80,7 +106,8 @@ public final class Parameter: @unchecked Sendable {
         let size = inner.reduce(1, *)
         name = "\(stacked.name)[\(index)]"
         shape = inner
-        pointer = stacked.pointer + index * size
+        eager = stacked.eager.map { $0 + index * size }
+        sliceOffset = index * size
         owned = nil
         source = nil
         parent = stacked
@@ -95,6 +122,16 @@ public final class Parameter: @unchecked Sendable {
             }
         } else {
             lowPrecision = nil
+        }
+    }
+
+    /// Row `index` of this parameter seen as `[rows, width]`, as float32, without widening the
+    /// whole tensor (an embedding lookup in a low-precision file).
+    func copyRow(_ index: Int, width: Int, into destination: UnsafeMutablePointer<Float>) {
+        if eager == nil, parent == nil, let lowPrecision, lowPrecision.columns == width {
+            lowPrecision.expandRows(index..<(index + 1), into: destination)
+        } else {
+            destination.update(from: pointer + index * width, count: width)
         }
     }
 

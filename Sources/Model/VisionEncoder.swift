@@ -31,19 +31,12 @@ struct VisionAttention: Sendable {
         key(x, rows: rows, into: k.pointer)
         value(x, rows: rows, into: v.pointer)
         let attended = FloatBuffer(count: rows * vh)  // [rows, heads, hd]
-        let scores = FloatBuffer(count: length * length)
-        let scale = 1 / Float(hd).squareRoot()
-        for image in 0..<images {
-            let base = image * length * vh
-            for head in 0..<headCount {
-                let offset = base + head * hd
-                Kernels.matmulTransposedB(m: length, n: length, k: hd, alpha: scale,
-                                          q.pointer + offset, lda: vh, k.pointer + offset, ldb: vh,
-                                          into: scores.pointer, ldc: length)
-                Kernels.softmax(scores.pointer, rows: length, count: length)
-                Kernels.matmul(m: length, n: hd, k: length, scores.pointer, lda: length,
-                               v.pointer + offset, ldb: vh, into: attended.pointer + offset, ldc: vh)
-            }
+        let heads = headCount
+        Kernels.attention(heads: images * heads, headDim: hd, scale: 1 / Float(hd).squareRoot(), pool: DecodePool.shared) { i in
+            let offset = (i / heads) * length * vh + (i % heads) * hd
+            return AttentionHead(query: q.pointer + offset, queryStride: vh, keys: k.pointer + offset, keyStride: vh,
+                                 values: v.pointer + offset, valueStride: vh, output: attended.pointer + offset,
+                                 outputStride: vh, rows: length, length: length)
         }
         output(attended.pointer, rows: rows, into: h, accumulate: true)
     }
@@ -67,7 +60,10 @@ struct VisionMLP: Sendable {
     func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, residual h: UnsafeMutablePointer<Float>) {
         let u = FloatBuffer(count: rows * up.outFeatures)    // [rows, vff]
         up(x, rows: rows, into: u.pointer)
-        applyActivation(activation, u.pointer, count: u.count)
+        let width = up.outFeatures
+        forEachRowBlock(rows) { block in
+            applyActivation(activation, u.pointer + block.lowerBound * width, count: block.count * width)
+        }
         down(u.pointer, rows: rows, into: h, accumulate: true)
     }
 }
@@ -97,9 +93,9 @@ struct VisionEncoderLayer: Sendable {
     func callAsFunction(_ h: UnsafeMutablePointer<Float>, images: Int, length: Int) {
         let rows = images * length
         let x = FloatBuffer(count: rows * norm1.weight.count)    // [rows, vh]
-        norm1(h, rows: rows, into: x.pointer)
+        norm1.parallel(h, rows: rows, into: x.pointer)
         attention(x.pointer, images: images, length: length, residual: h)
-        norm2(h, rows: rows, into: x.pointer)
+        norm2.parallel(h, rows: rows, into: x.pointer)
         mlp(x.pointer, rows: rows, residual: h)
     }
 }
@@ -170,9 +166,9 @@ public struct VisionEncoder: Sendable {
             (sequence + firstPatchRow * vh).update(from: patchRows.pointer + image * patches * vh, count: patches * vh)
             Kernels.add(sequence, positionEmbedding.pointer, into: sequence, count: length * vh)
         }
-        preNorm?(h.pointer, rows: images * length, into: h.pointer)
+        preNorm?.parallel(h.pointer, rows: images * length, into: h.pointer)
         for layer in layers { layer(h.pointer, images: images, length: length) }
-        postNorm?(h.pointer, rows: images * length, into: h.pointer)
+        postNorm?.parallel(h.pointer, rows: images * length, into: h.pointer)
 
         var out = [Float](repeating: 0, count: images * patches * vh)
         out.withUnsafeMutableBufferPointer { o in
@@ -182,5 +178,27 @@ public struct VisionEncoder: Sendable {
             }
         }
         return out
+    }
+}
+
+/// Runs `body` over blocks of `rows` rows on the compute pool (the elementwise work between the
+/// big products: one thread alone would leave the other core idle for it).
+func forEachRowBlock(_ rows: Int, _ body: (Range<Int>) -> Void) {
+    let blockRows = 16
+    let blocks = (rows + blockRows - 1) / blockRows
+    guard blocks > 1, let pool = DecodePool.shared else {
+        body(0..<rows)
+        return
+    }
+    pool.parallelFor(blocks) { b in body((b * blockRows)..<min(rows, (b + 1) * blockRows)) }
+}
+
+extension LayerNorm {
+    /// The norm of `rows` rows, blocks of rows in parallel.
+    func parallel(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>) {
+        let dim = weight.count
+        forEachRowBlock(rows) { block in
+            self(x + block.lowerBound * dim, rows: block.count, into: out + block.lowerBound * dim)
+        }
     }
 }

@@ -11,6 +11,8 @@ public struct ServeSettings: Equatable, Sendable {
     public var threads: Int?
     /// Memory budget of the vision-embedding LRU.
     public var cacheMB = 256
+    /// Bound of the persistent embedding cache file.
+    public var cacheDiskMB = 1024
     /// Folder of the persistent embedding cache (`embeddings.sqlite`); nil keeps it in memory only.
     public var cacheDirectory: String? = "./cache"
     public var keepDone = true
@@ -24,7 +26,7 @@ public struct ServeSettings: Equatable, Sendable {
 
     /// The keys a config file may set (the flag names with `_` for `-`).
     public static let keys: [String] = [
-        "spool", "db", "model", "batch", "threads", "cache_mb", "cache_dir", "keep_done", "log_level",
+        "spool", "db", "model", "batch", "threads", "cache_mb", "cache_disk_mb", "cache_dir", "keep_done", "log_level",
         "drain_seconds", "rescan_seconds", "max_attempts", "max_image_mb",
     ]
 
@@ -41,6 +43,7 @@ public struct ServeSettings: Equatable, Sendable {
             case "batch": batch = try value.integer(key, at, min: 1)
             case "threads": threads = try value.integer(key, at, min: 1)
             case "cache_mb": cacheMB = try value.integer(key, at, min: 0)
+            case "cache_disk_mb": cacheDiskMB = try value.integer(key, at, min: 0)
             case "cache_dir":
                 let dir = try value.string(key, at)
                 cacheDirectory = dir.isEmpty ? nil : dir

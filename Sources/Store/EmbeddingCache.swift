@@ -24,10 +24,13 @@ public protocol VisionEmbeddingCache: AnyObject, Sendable {
 /// An in-memory LRU bounded by bytes in front of a disposable SQLite file (`embeddings.sqlite` under the
 /// cache directory), so a restarted daemon still skips the encoder. Entries are keyed by
 /// (fingerprint of the encoder, projector and preprocessing; SHA-256 of the image bytes): a new model
-/// never sees an old model's embeddings. A damaged file is deleted and started afresh.
+/// never sees an old model's embeddings. The file is bounded too: past `diskBudgetBytes` of embedding data
+/// the entries least recently stored or read from disk go first (an old model's entries, never read
+/// again, are the first to leave). A damaged file, or one of an older layout, is deleted and started afresh.
 public final class EmbeddingCache: VisionEmbeddingCache, @unchecked Sendable {
     public let fingerprint: String
     public let memoryBudgetBytes: Int
+    public let diskBudgetBytes: Int
     public let fileURL: URL?
 
     public struct Statistics: Sendable, Equatable {
@@ -35,6 +38,7 @@ public final class EmbeddingCache: VisionEmbeddingCache, @unchecked Sendable {
         public var diskHits = 0
         public var misses = 0
         public var evictions = 0
+        public var diskEvictions = 0
     }
 
     private let lock = NSLock()
@@ -43,11 +47,18 @@ public final class EmbeddingCache: VisionEmbeddingCache, @unchecked Sendable {
     private var residentBytes = 0
     private var stats = Statistics()
     private let disk: DatabaseQueue?
+    /// Bytes of embedding data in the file; read at open, then kept by every insert and eviction.
+    private var diskBytes = 0
+
+    /// The default bound of the cache file.
+    public static let defaultDiskBudgetBytes = 1 << 30
 
     /// `directory` nil keeps the cache in memory only.
-    public init(directory: URL?, fingerprint: String, memoryBudgetBytes: Int) {
+    public init(directory: URL?, fingerprint: String, memoryBudgetBytes: Int,
+                diskBudgetBytes: Int = EmbeddingCache.defaultDiskBudgetBytes) {
         self.fingerprint = fingerprint
         self.memoryBudgetBytes = max(0, memoryBudgetBytes)
+        self.diskBudgetBytes = max(0, diskBudgetBytes)
         guard let directory else {
             fileURL = nil
             disk = nil
@@ -65,7 +76,13 @@ public final class EmbeddingCache: VisionEmbeddingCache, @unchecked Sendable {
             }
             disk = try? EmbeddingCache.open(url)
         }
+        diskBytes = (try? disk?.read { db in
+            try Int.fetchOne(db, sql: "SELECT coalesce(sum(length(data)), 0) FROM embeddings")
+        } ?? 0) ?? 0
     }
+
+    /// Bumped when the table changes; a file of another layout is rebuilt rather than migrated (it is a cache).
+    private static let layoutVersion = 2
 
     private static func open(_ url: URL) throws -> DatabaseQueue {
         var config = Configuration()
@@ -73,12 +90,18 @@ public final class EmbeddingCache: VisionEmbeddingCache, @unchecked Sendable {
         let queue = try DatabaseQueue(path: url.path, configuration: config)
         try queue.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA journal_mode = WAL")
+            let version = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
+            if version != layoutVersion {
+                try db.execute(sql: "DROP TABLE IF EXISTS embeddings")
+                try db.execute(sql: "PRAGMA user_version = \(layoutVersion)")
+            }
             try db.execute(sql: """
                 CREATE TABLE IF NOT EXISTS embeddings (
                   fingerprint TEXT NOT NULL, image_sha256 TEXT NOT NULL, shape TEXT NOT NULL, data BLOB NOT NULL,
-                  created_at TEXT NOT NULL, PRIMARY KEY (fingerprint, image_sha256)) WITHOUT ROWID
+                  created_at TEXT NOT NULL, used_at INTEGER NOT NULL, PRIMARY KEY (fingerprint, image_sha256)) WITHOUT ROWID
                 """)
-            _ = try Row.fetchAll(db, sql: "SELECT fingerprint FROM embeddings LIMIT 1")
+            try db.execute(sql: "CREATE INDEX IF NOT EXISTS embeddings_by_use ON embeddings (used_at)")
+            _ = try Row.fetchAll(db, sql: "SELECT fingerprint, used_at FROM embeddings LIMIT 1")
         }
         return queue
     }
@@ -87,6 +110,18 @@ public final class EmbeddingCache: VisionEmbeddingCache, @unchecked Sendable {
     /// Bytes of embeddings held in memory now.
     public var memoryBytes: Int { lock.withLock { residentBytes } }
     public var memoryCount: Int { lock.withLock { entries.count } }
+    /// Bytes of embedding data in the cache file now.
+    public var fileBytes: Int { lock.withLock { diskBytes } }
+
+    /// A strictly increasing use stamp that survives restarts (microseconds since 1970, bumped past the
+    /// last one handed out so that two uses in one microsecond keep their order).
+    private var lastStamp: Int64 = 0
+    private func nextStamp() -> Int64 {
+        lock.withLock {
+            lastStamp = max(lastStamp + 1, Int64(Date().timeIntervalSince1970 * 1_000_000))
+            return lastStamp
+        }
+    }
 
     public func embedding(forImage sha256: String) -> VisionEmbedding? {
         let cached: VisionEmbedding? = lock.withLock {
@@ -135,6 +170,11 @@ public final class EmbeddingCache: VisionEmbeddingCache, @unchecked Sendable {
                              arguments: [fingerprint, sha256])
         }
         guard let row = row ?? nil else { return nil }
+        let stamp = nextStamp()
+        _ = try? disk.write { db in
+            try db.execute(sql: "UPDATE embeddings SET used_at = ? WHERE fingerprint = ? AND image_sha256 = ?",
+                           arguments: [stamp, fingerprint, sha256])
+        }
         let shapeText: String = row["shape"]
         let data: Data = row["data"]
         let shape = shapeText.split(separator: "x").compactMap { Int($0) }
@@ -153,10 +193,45 @@ public final class EmbeddingCache: VisionEmbeddingCache, @unchecked Sendable {
             withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) }
         }
         let shape = embedding.shape.map(String.init).joined(separator: "x")
-        _ = try? disk.write { db in
+        let stamp = nextStamp()
+        guard data.count <= diskBudgetBytes else { return }
+        let added = (try? disk.write { db -> Int in
+            let replaced = try Int.fetchOne(db, sql: "SELECT length(data) FROM embeddings WHERE fingerprint = ? AND image_sha256 = ?",
+                                            arguments: [fingerprint, sha256]) ?? 0
             try db.execute(sql: """
-                INSERT OR REPLACE INTO embeddings (fingerprint, image_sha256, shape, data, created_at) VALUES (?, ?, ?, ?, ?)
-                """, arguments: [fingerprint, sha256, shape, data, Timestamp.now])
+                INSERT OR REPLACE INTO embeddings (fingerprint, image_sha256, shape, data, created_at, used_at) VALUES (?, ?, ?, ?, ?, ?)
+                """, arguments: [fingerprint, sha256, shape, data, Timestamp.now, stamp])
+            return data.count - replaced
+        }) ?? 0
+        let over = lock.withLock { () -> Bool in
+            diskBytes += added
+            return diskBytes > diskBudgetBytes
+        }
+        if over { evictFromDisk() }
+    }
+
+    /// Deletes the least recently used rows until the file's data fits the budget. The total is counted
+    /// again inside the transaction because other daemons sharing the cache directory write to it too.
+    private func evictFromDisk() {
+        guard let disk else { return }
+        let budget = diskBudgetBytes
+        guard let (remaining, count) = try? disk.write({ db -> (Int, Int) in
+            var total = try Int.fetchOne(db, sql: "SELECT coalesce(sum(length(data)), 0) FROM embeddings") ?? 0
+            var victims: [(fingerprint: String, image: String)] = []
+            let rows = try Row.fetchCursor(db, sql: "SELECT fingerprint, image_sha256, length(data) AS size FROM embeddings ORDER BY used_at")
+            while total > budget, let row = try rows.next() {
+                victims.append((row["fingerprint"], row["image_sha256"]))
+                total -= row["size"] as Int
+            }
+            for victim in victims {
+                try db.execute(sql: "DELETE FROM embeddings WHERE fingerprint = ? AND image_sha256 = ?",
+                               arguments: [victim.fingerprint, victim.image])
+            }
+            return (total, victims.count)
+        }) else { return }
+        lock.withLock {
+            diskBytes = remaining
+            stats.diskEvictions += count
         }
     }
 }

@@ -67,6 +67,7 @@ struct Bench: AsyncParsableCommand {
                 rows.append(("vision encoder, batch \(batch)", String(format: "%.1f ms/image (cpu %.1f)", seconds * 1000 / Double(batch), cpu * 1000 / Double(batch))))
             }
             features = try engine.encodeImages(pixels: Array(pixels[0..<perImage]), count: 1)
+            rows.append(sgemmBound(vision, batch: 8))
         }
 
         // The eval prompt: one image (when the model has an encoder) and upstream's question.
@@ -112,6 +113,42 @@ struct Bench: AsyncParsableCommand {
         for (name, value) in rows {
             print(name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + value)
         }
+    }
+
+    /// The encoder's float32 arithmetic at the speed OpenBLAS sgemm reaches on the encoder's own
+    /// product shapes (batch rows x [vh->3vh... as 4 vh x vh, vh x ff, ff x vh] per layer), measured
+    /// now, under the same load as the figures above: the bound a float32 encoder can approach.
+    private func sgemmBound(_ v: Model.VisionConfig, batch: Int) -> (String, String) {
+        let m = batch * v.sequenceLength, vh = v.hiddenSize, ff = v.feedForwardSize
+        var generator = SeededGenerator(seed: 3)
+        func random(_ n: Int) -> [Float] { (0..<n).map { _ in Float(Double(generator.next() >> 40) / Double(1 << 24)) - 0.5 } }
+        let x = random(m * max(vh, ff)), w = random(ff * vh)
+        var y = [Float](repeating: 0, count: m * max(vh, ff))
+        let shapes: [(n: Int, k: Int)] = [(vh, vh), (vh, vh), (vh, vh), (vh, vh), (ff, vh), (vh, ff)]   // (out, in)
+        var flopCount = 0
+        for shape in shapes { flopCount += 2 * m * shape.n * shape.k }
+        let productFlops = Double(flopCount)
+        var times: [Double] = []
+        for run in 0...repeats {
+            let start = Date()
+            for _ in 0..<v.layerCount {
+                for (n, k) in shapes {
+                    x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in y.withUnsafeMutableBufferPointer { yp in
+                        Kernels.linear(xp.baseAddress!, rows: m, inFeatures: k, weight: wp.baseAddress!, outFeatures: n, into: yp.baseAddress!)
+                    } } }
+                }
+            }
+            if run > 0 { times.append(Date().timeIntervalSince(start)) }
+        }
+        let gflops = productFlops * Double(v.layerCount) / times.sorted()[times.count / 2] / 1e9
+        // All of the encoder's arithmetic per image: patch embedding, the layers' products and attention.
+        let s = Double(v.sequenceLength), patches = Double(v.patchCount)
+        let attention: Double = 4 * s * s * Double(vh)
+        let patchEmbedding: Double = 2 * patches * Double(vh * v.patchValues)
+        let layers: Double = Double(v.layerCount) * (productFlops / Double(batch) + attention)
+        let perImage = patchEmbedding + layers
+        return ("sgemm bound, batch \(batch)", String(format: "%.1f ms/image (%.1f GFLOP/image at %.0f GFLOP/s, sgemm on the encoder's shapes)",
+                                                   perImage / gflops / 1e6, perImage / 1e9, gflops))
     }
 
     /// Median wall and CPU time of `count` runs of `body` after one warm-up run.

@@ -23,6 +23,8 @@ struct Serve: ParsableCommand {
     @Option(help: "Jobs decoded together (default 4).") var batch: Int?
     @Option(help: "Compute threads (default: all cores).") var threads: Int?
     @Option(name: .customLong("cache-mb"), help: "Memory for cached image embeddings, MiB (default 256).") var cacheMB: Int?
+    @Option(name: .customLong("cache-disk-mb"), help: "Bound of the embedding cache file, MiB; least recently used entries go first (default 1024).")
+    var cacheDiskMB: Int?
     @Option(name: .customLong("cache-dir"), help: "Folder of the persistent embedding cache (default ./cache; '' for none).")
     var cacheDir: String?
     @Option(help: "TOML settings file; flags override it.") var config: String?
@@ -51,6 +53,7 @@ struct Serve: ParsableCommand {
         if let batch { settings.batch = batch }
         if let threads { settings.threads = threads }
         if let cacheMB { settings.cacheMB = cacheMB }
+        if let cacheDiskMB { settings.cacheDiskMB = cacheDiskMB }
         if let cacheDir { settings.cacheDirectory = cacheDir.isEmpty ? nil : cacheDir }
         if noKeepDone { settings.keepDone = false }
         if let drainSeconds { settings.drainSeconds = drainSeconds }
@@ -61,6 +64,7 @@ struct Serve: ParsableCommand {
         }
         guard settings.batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         guard settings.cacheMB >= 0 else { throw ValidationError("--cache-mb cannot be negative") }
+        guard settings.cacheDiskMB >= 0 else { throw ValidationError("--cache-disk-mb cannot be negative") }
         guard settings.maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
         guard settings.drainSeconds >= 0 else { throw ValidationError("--drain-seconds cannot be negative") }
         return settings
@@ -110,7 +114,8 @@ struct Serve: ParsableCommand {
         let engine = Engine(model: model.network, threads: settings.threads)
         let fingerprint = EngineJobExecutor.visionFingerprint(of: model)
         let cache = EmbeddingCache(directory: settings.cacheDirectory.map { URL(fileURLWithPath: $0) },
-                                   fingerprint: fingerprint, memoryBudgetBytes: settings.cacheMB << 20)
+                                   fingerprint: fingerprint, memoryBudgetBytes: settings.cacheMB << 20,
+                                   diskBudgetBytes: settings.cacheDiskMB << 20)
         logger.info("model loaded", metadata: [
             "model": "\(modelPath)", "generation": "\(model.generation)", "context": "\(model.contextLength)",
             "vision": "\(model.preprocessor != nil)", "fingerprint": "\(fingerprint.prefix(16))",

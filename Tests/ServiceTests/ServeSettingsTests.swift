@@ -22,6 +22,7 @@ import Testing
             batch = 8
             threads = 2
             cache_mb = 1_024
+            cache_disk_mb = 64
             cache_dir = ""
             keep_done = false
             log_level = "debug"
@@ -36,6 +37,7 @@ import Testing
         #expect(settings.batch == 8)
         #expect(settings.threads == 2)
         #expect(settings.cacheMB == 1024)
+        #expect(settings.cacheDiskMB == 64)
         #expect(settings.cacheDirectory == nil)
         #expect(!settings.keepDone)
         #expect(settings.logLevel == "debug")
