@@ -112,15 +112,23 @@ public struct Sampler: Sendable {
         if temperature != 1 { for i in values.indices { values[i] /= temperature } }
         if settings.topK > 0, settings.topK < values.count {
             // Keep everything at least as large as the k-th largest, as `logits < topk[-1]` masks.
-            let threshold = values.sorted(by: >)[settings.topK - 1]
+            let threshold = Self.largest(settings.topK, of: values)
             for i in values.indices where values[i] < threshold { values[i] = -.infinity }
         }
         var probabilities = Self.softmax(values)
         if settings.topP < 1 {
-            let order = probabilities.indices.sorted { probabilities[$0] > probabilities[$1] || (probabilities[$0] == probabilities[$1] && $0 < $1) }
+            // Descending probability, ties by index, as one integer sort: for p > 0 the bits order
+            // like the values, so ~bits ascending is p descending. Zeros stay zero either way.
+            var keys: [UInt64] = []
+            keys.reserveCapacity(probabilities.count)
+            for (index, p) in probabilities.enumerated() where p > 0 {
+                keys.append(UInt64(~p.bitPattern) << 32 | UInt64(index))
+            }
+            keys.sort()
             var cumulative: Float = 0
             var removing = false
-            for index in order {
+            for key in keys {
+                let index = Int(key & 0xFFFF_FFFF)
                 // A token goes once the ones before it already exceed p (the first always stays).
                 if removing { probabilities[index] = 0; continue }
                 cumulative += probabilities[index]
@@ -139,6 +147,27 @@ public struct Sampler: Sendable {
             values[token] = values[token] > 0 ? values[token] / settings.repetitionPenalty : values[token] * settings.repetitionPenalty
         }
         return values
+    }
+
+    /// The k-th largest of `values` (1-based), by selection in linear time rather than a sort.
+    static func largest(_ k: Int, of values: [Float]) -> Float {
+        var a = values
+        var target = k - 1          // index in descending order
+        var low = 0, high = a.count - 1
+        while low < high {
+            // Three-way partition around the middle value: [> pivot][== pivot][< pivot].
+            let pivot = a[low + (high - low) / 2]
+            var lt = low, i = low, gt = high
+            while i <= gt {
+                if a[i] > pivot { a.swapAt(lt, i); lt += 1; i += 1 }
+                else if a[i] < pivot { a.swapAt(i, gt); gt -= 1 }
+                else { i += 1 }
+            }
+            if target < lt { high = lt - 1 }
+            else if target > gt { low = gt + 1 }
+            else { return pivot }
+        }
+        return a[target]
     }
 
     static func softmax(_ values: [Float]) -> [Float] {
