@@ -86,11 +86,19 @@ CK_T CK_ALWAYS void FN(tile)(const int fmt, const int R, const int M, const uint
     }
 
 // Walks rows in tiles of RR (then single rows) and x-rows in groups of at most MMAX.
+// The next tile's rows (contiguous) are requested while this one computes: more loads in flight
+// than the hardware prefetcher keeps for four row streams.
+#ifndef CK_PREFETCH_NEXT
+#define CK_PREFETCH_NEXT(p, bytes, ok)                                                      \
+    if (ok) for (size_t off = 0; off < (bytes); off += 64) _mm_prefetch((const char *)(p) + off, _MM_HINT_T0);
+#endif
+
 #define CK_ROWS_LOOP(RR, MMAX)                                                              \
     {                                                                                       \
         size_t r = r0;                                                                      \
         for (; r + RR <= r1; r += RR) {                                                     \
             const uint8_t *wr = w + r * rb;                                                 \
+            CK_PREFETCH_NEXT(wr + 2 * RR * rb, RR * rb, r + 3 * RR <= r1)                        \
             for (size_t i0 = 0; i0 < m; i0 += MMAX) {                                       \
                 size_t mg = m - i0 < MMAX ? m - i0 : MMAX;                                  \
                 const float *xi = x + i0 * ldx;                                             \

@@ -152,7 +152,7 @@ public struct Sampler: Sendable {
     /// The k-th largest of `values` (1-based), by selection in linear time rather than a sort.
     static func largest(_ k: Int, of values: [Float]) -> Float {
         var a = values
-        var target = k - 1          // index in descending order
+        let target = k - 1          // index in descending order
         var low = 0, high = a.count - 1
         while low < high {
             // Three-way partition around the middle value: [> pivot][== pivot][< pivot].
