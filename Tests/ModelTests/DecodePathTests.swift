@@ -43,4 +43,26 @@ struct DecodePathTests {
             #expect(cache.count == rows)
         }
     }
+
+    /// Sixteen sequences stepping together (16-row products: the int8 kernel for Q8_0 files, the
+    /// float kernel otherwise) give each sequence the logits it gets alone, within the type's bound.
+    @Test(arguments: [(ModelFixtures.Variant.gen2, OutputType.f32), (.gen3, .q8_0), (.gen2, .q8_0)])
+    func sixteenSequencesStepTogether(variant: ModelFixtures.Variant, type: OutputType) throws {
+        let model = try ModelFixtures.model(variant, type: type)
+        let bound: Float = type == .f32 ? 1e-3 : try #require(LowPrecisionTests.bounds[type]).logits
+        let hidden = model.config.hiddenSize
+        let prompt = try ModelFixtures.promptEmbeddings("text", variant, model: model)
+        let rows = prompt.embeddings.count / hidden
+        let caches = (0..<16).map { _ in model.decoder.makeCache() }
+        for cache in caches {
+            _ = try model.decoder.forward([(cache, Array(prompt.embeddings[0..<((rows - 1) * hidden)]))])
+        }
+        let last = Array(prompt.embeddings[((rows - 1) * hidden)...])
+        let logits = try model.decoder.forward(caches.map { ($0, last) })
+        let reference = try ModelFixtures.reference(variant, "cases/text/logits_last.npy").floats
+        for row in logits {
+            #expect(relativeError(row, reference) < bound)
+        }
+        #expect(logits.count == 16)
+    }
 }
