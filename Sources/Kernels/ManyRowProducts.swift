@@ -55,8 +55,9 @@ extension QuantizedMatrix {
     private func multiplyWidened(_ x: UnsafePointer<Float>, rows m: Int, bias: UnsafePointer<Float>?,
                                  into out: UnsafeMutablePointer<Float>, accumulate: Bool, pool: ComputePool?) {
         let k = columns, n = rows
-        // About 1 MiB of float32 weights per OpenBLAS call: large enough for full-speed sgemm.
-        let chunk = max(16, min(n, (1 << 18) / max(k, 1)))
+        // Up to 8 MiB of float32 weights per OpenBLAS call: few hand-overs between our threads
+        // (widening) and OpenBLAS's (the product), the scratch still transient.
+        let chunk = max(16, min(n, (1 << 21) / max(k, 1)))
         let widened = UnsafeMutablePointer<Float>.allocate(capacity: chunk * k)
         defer { widened.deallocate() }
         var first = 0
