@@ -7,9 +7,10 @@ extension QuantizedMatrix {
 
     /// `out[m, rows] = x[m, columns] · Wᵀ (+ bias)`, or added to `out` with `accumulate`, for many
     /// rows of x (prefill, vision encoder, projector), reading the stored weights in place:
-    /// - Q8_0 with `int8` on a CPU with AVX512-VNNI (`hasInt8Products`): each x row is quantised
-    ///   to int8 (scale max|x| / 127, round half to even) and multiplied by the int8 weights,
-    ///   four times the float32 arithmetic rate; this adds the activations' rounding error.
+    /// - Q8_0 with `int8` on a CPU with AVX512-VNNI (`hasInt8Products`): x is quantised like the
+    ///   weights (per row and block of 32: scale max|x| / 127, round half to even) and the int8
+    ///   blocks are multiplied as integers, four times the float32 arithmetic rate; this adds the
+    ///   activations' rounding error.
     /// - otherwise: a block of weight rows at a time is widened to float32 (exact) and multiplied
     ///   by OpenBLAS, so no float32 copy of the whole matrix is ever kept.
     /// Rows of x are `columns` floats apart, rows of `out` `rows` floats apart.
@@ -29,12 +30,13 @@ extension QuantizedMatrix {
                               path: KernelPath?) {
         let k = columns, n = rows
         let quantized = UnsafeMutablePointer<UInt8>.allocate(capacity: m * k)
-        let scales = UnsafeMutablePointer<Float>.allocate(capacity: m)
+        let blocks = k / 32
+        let scales = UnsafeMutablePointer<Float>.allocate(capacity: m * blocks)
         defer { quantized.deallocate(); scales.deallocate() }
         let rowBlocks = (m + 63) / 64
         let quantize = { (block: Int) in
             let first = block * 64, count = min(64, m - first)
-            ck_q8_quantize_rows(x + first * k, k, count, k, quantized + first * k, scales + first)
+            ck_q8_quantize_rows(x + first * k, k, count, k, quantized + first * k, scales + first * blocks)
         }
         if let pool, rowBlocks > 1 { pool.parallelFor(rowBlocks, quantize) } else { for b in 0..<rowBlocks { quantize(b) } }
 
@@ -55,8 +57,9 @@ extension QuantizedMatrix {
     private func multiplyWidened(_ x: UnsafePointer<Float>, rows m: Int, bias: UnsafePointer<Float>?,
                                  into out: UnsafeMutablePointer<Float>, accumulate: Bool, pool: ComputePool?) {
         let k = columns, n = rows
-        // About 1 MiB of float32 weights per OpenBLAS call: large enough for full-speed sgemm.
-        let chunk = max(16, min(n, (1 << 18) / max(k, 1)))
+        // Up to 8 MiB of float32 weights per OpenBLAS call: few hand-overs between our threads
+        // (widening) and OpenBLAS's (the product), the scratch still transient.
+        let chunk = max(16, min(n, (1 << 21) / max(k, 1)))
         let widened = UnsafeMutablePointer<Float>.allocate(capacity: chunk * k)
         defer { widened.deallocate() }
         var first = 0

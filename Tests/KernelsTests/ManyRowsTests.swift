@@ -83,18 +83,22 @@ struct SequenceAttentionTests {
 
 @Suite("Products of low-precision weights with many rows")
 struct ManyRowProductTests {
-    /// The int8 scheme from its definition: x rows quantised with scale max|x| / 127 (round half
-    /// to even), Q8_0 weights, integer dot products per block of 32, in double.
+    /// The int8 scheme from its definition: x quantised per row and block of 32 (scale
+    /// max|x| / 127, round half to even), Q8_0 weights, integer dot products per block, in double.
     func int8Reference(_ x: [Float], m: Int, k: Int, weights: QuantizedMatrix, bias: [Float]?) -> [Float] {
         let n = weights.rows
         let bytes = weights.withUnsafeBytes { Array($0) }
         let blocks = k / 32, rowBytes = blocks * 34
         var out = [Float](repeating: 0, count: m * n)
         for i in 0..<m {
-            let row = Array(x[(i * k)..<(i * k + k)])
-            let scale = (row.map { abs($0) }.max() ?? 0) / 127
-            let inverse: Float = scale > 0 ? 1 / scale : 0
-            let q = row.map { max(-127, min(127, ($0 * inverse).rounded(.toNearestOrEven))) }
+            var q = [Float](repeating: 0, count: k), scales = [Float](repeating: 0, count: blocks)
+            for b in 0..<blocks {
+                let block = x[(i * k + b * 32)..<(i * k + b * 32 + 32)]
+                let scale = (block.map { abs($0) }.max() ?? 0) / 127
+                let inverse: Float = scale > 0 ? 1 / scale : 0
+                scales[b] = scale
+                for (t, v) in block.enumerated() { q[b * 32 + t] = max(-127, min(127, (v * inverse).rounded(.toNearestOrEven))) }
+            }
             for r in 0..<n {
                 var total = 0.0
                 for b in 0..<blocks {
@@ -102,9 +106,9 @@ struct ManyRowProductTests {
                     let d = Float(Float16(bitPattern: UInt16(bytes[base]) | UInt16(bytes[base + 1]) << 8))
                     var dot = 0
                     for t in 0..<32 { dot += Int(q[b * 32 + t]) * Int(Int8(bitPattern: bytes[base + 2 + t])) }
-                    total += Double(d) * Double(dot)
+                    total += Double(d) * Double(scales[b]) * Double(dot)
                 }
-                out[i * n + r] = Float(total * Double(scale)) + (bias?[r] ?? 0)
+                out[i * n + r] = Float(total) + (bias?[r] ?? 0)
             }
         }
         return out

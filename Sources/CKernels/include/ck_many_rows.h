@@ -39,16 +39,18 @@ extern "C" {
 
 // ---- Q8_0 weights times int8 activations ------------------------------------------------------
 //
-// y[i, r] = dx[i] · Σ_b dw[r, b] · Σ_{k in block b} qx[i, k] · qw[r, k]  (+ bias[r])
-// with W in GGUF Q8_0 (per 32-value block: scale dw, int8 qw) and each x row quantised to int8
-// once: dx = max|x| / 127, qx = round-half-even(x / dx). The integer dot products run on
-// AVX512-VNNI (vpdpbusd, 64 multiply-adds per instruction: four times a float32 FMA); W is
-// repacked per call, 32 output rows at a time, so no second copy of the weights is kept.
+// y[i, r] = Σ_b dx[i, b] · dw[r, b] · Σ_{k in block b} qx[i, k] · qw[r, k]  (+ bias[r])
+// with W in GGUF Q8_0 (per 32-value block: scale dw, int8 qw) and x quantised the same way once
+// per call (per row and block of 32: dx = max|x| / 127, qx = round-half-even(x / dx)), as ggml's
+// Q8_0 x Q8_0 product does. The integer dot products run on AVX512-VNNI (vpdpbusd, 64
+// multiply-adds per instruction: four times a float32 FMA); W is repacked per call, 32 output
+// rows at a time, so no second copy of the weights is kept.
 
 /// 1 when ck_q8_gemm_panels has a fast path on this CPU (AVX512-VNNI), 0 when it runs portable C.
 int ck_q8_gemm_fast(void);
 
-/// Quantises rows of x: xq[i * cols + k] = qx + 128 (unsigned, for vpdpbusd), scale[i] = dx.
+/// Quantises rows of x (cols a multiple of 32): xq[i * cols + k] = qx + 128 (unsigned, for
+/// vpdpbusd), scale[i * cols / 32 + b] = dx of row i, block b.
 void ck_q8_quantize_rows(const float *x, size_t ldx, size_t m, size_t cols, uint8_t *xq, float *scale);
 
 /// Output columns per panel (one task's unit of work).
