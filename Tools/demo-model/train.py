@@ -72,6 +72,8 @@ def parse_args(argv=None):
     p.add_argument("--vision-warmup-images", type=int, default=48, help="pictures per vision warm-up step")
     p.add_argument("--sincos-positions", type=float, default=0.0,
                    help="initialise the encoder's position table as 2-D sine/cosine times this (0: random)")
+    p.add_argument("--oriented-filters", type=float, default=0.0,
+                   help="initialise 64 patch-embedding filters as oriented Gabor pairs times this (0: random)")
     p.add_argument("--mask-weight", type=float, default=1.0, help="weight of the probe's per-patch outline target")
     p.add_argument("--snapshot-at", type=int, nargs="*", default=[], help="also save the model after these steps")
     p.add_argument("--log-every", type=int, default=10)
@@ -263,6 +265,35 @@ def init_weights(model: MiniMindVLM, seed: int):
                 p.copy_(torch.randn(p.shape, generator=g) * std)
 
 
+def oriented_filters(out_channels: int, patch: int, orientations: int = 8) -> torch.Tensor:
+    """Patch-embedding filters [out, 3, patch, patch]: odd and even Gabor pairs at `orientations` angles on
+    luminance and on each colour channel, then zeros for the rest (which init_weights fills at random).
+    A linear patch embedding must see an outline at any offset inside the patch; a quadrature pair's two
+    responses together do (their energy hardly moves with the offset), so the encoder starts from edge
+    orientation and spends its few thousand pictures on telling a corner from an arc."""
+    w = torch.zeros(out_channels, 3, patch, patch, dtype=torch.float64)
+    c = (patch - 1) / 2
+    yy, xx = torch.meshgrid(torch.arange(patch, dtype=torch.float64) - c, torch.arange(patch, dtype=torch.float64) - c,
+                            indexing="ij")
+    sigma, wavelength = patch / 3.0, patch / 1.5
+    colour_sets = [torch.tensor([0.299, 0.587, 0.114]), torch.tensor([1.0, 0, 0]), torch.tensor([0, 1.0, 0]),
+                   torch.tensor([0, 0, 1.0])]
+    k = 0
+    for mix in colour_sets:
+        for o in range(orientations):
+            th = math.pi * o / orientations
+            u = xx * math.cos(th) + yy * math.sin(th)
+            env = torch.exp(-(xx ** 2 + yy ** 2) / (2 * sigma ** 2))
+            for phase in (torch.sin, torch.cos):
+                g = env * phase(2 * math.pi * u / wavelength)
+                g = g - g.mean()
+                g = g / g.norm()
+                if k < out_channels:
+                    w[k] = mix.double()[:, None, None] * g[None] / mix.norm()
+                k += 1
+    return w.float()
+
+
 def sincos_positions(side: int, dim: int, scale: float) -> torch.Tensor:
     """2-D sine/cosine position table (row-major patches): half the channels encode the row, half the column.
     As an initial value it tells attention which patches are neighbours from the first step, which a
@@ -289,6 +320,12 @@ def build_model(args) -> MiniMindVLM:
                        num_key_value_heads=args.kv_heads, image_token_len=vc.num_patches)
     model = MiniMindVLM(lm, vc)
     init_weights(model, args.seed)
+    if args.oriented_filters:
+        with torch.no_grad():
+            pe = model.vision_encoder.vision_model.embeddings.patch_embedding.weight
+            bank = oriented_filters(pe.shape[0], vc.patch_size) * args.oriented_filters
+            n = min(pe.shape[0], 4 * 8 * 2)
+            pe[:n] = bank[:n]
     if args.sincos_positions:
         with torch.no_grad():
             model.vision_encoder.vision_model.embeddings.position_embedding.weight.copy_(
@@ -317,9 +354,13 @@ def main(argv=None):
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
 
     def lr_at(step):
+        # The vision warm-up and the conversations each get their own warm-up and cosine: the decoder starts
+        # from scratch when the conversations begin and needs the full learning rate then.
+        start, end = (0, args.vision_warmup) if step < args.vision_warmup else (args.vision_warmup, args.steps)
+        step -= start
         if step < args.warmup:
             return args.lr * (step + 1) / args.warmup
-        prog = (step - args.warmup) / max(1, args.steps - args.warmup)
+        prog = (step - args.warmup) / max(1, end - start - args.warmup)
         return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, prog))))
 
     log = []
