@@ -44,10 +44,13 @@ final class ServeProcess: @unchecked Sendable {
     let logURL: URL
     private(set) var waitStatus: Int32?
 
-    static func start(root: URL, batch: Int = 4, name: String = "serve", logLevel: String = "info",
+    /// `model`: a model file to serve instead of the converted gen3 tiny fixture.
+    static func start(root: URL, model: String? = nil, batch: Int = 4, name: String = "serve", logLevel: String = "info",
                       environment: [String: String] = [:]) async throws -> ServeProcess {
-        try ServeProcess(root: root, model: try await DaemonModel.file(), batch: batch, name: name, logLevel: logLevel,
-                         environment: environment)
+        var file = model
+        if file == nil { file = try await DaemonModel.file() }
+        return try ServeProcess(root: root, model: file ?? "", batch: batch, name: name, logLevel: logLevel,
+                                environment: environment)
     }
 
     private init(root: URL, model: String, batch: Int, name: String, logLevel: String, environment: [String: String]) throws {

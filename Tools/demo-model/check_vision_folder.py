@@ -18,13 +18,13 @@ import scenes  # noqa: E402
 out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 from transformers import SiglipImageProcessor, SiglipVisionModel  # noqa: E402
 
-vdir = os.path.join(out, "siglip-demo-p32-256-ve")
+ours = load_trained(out)
+vdir = os.path.join(out, ours.vision_config.folder_name)
 hf = SiglipVisionModel.from_pretrained(vdir, dtype=torch.float32).eval()
 proc = SiglipImageProcessor.from_pretrained(vdir)
-ours = load_trained(out)
 img = scenes.render(scenes.make_scene(5), 320)
 px_hf = proc(images=img, return_tensors="pt")["pixel_values"]
-px = preprocess(img)[None]
+px = preprocess(img, ours.vision_config.image_size)[None]
 with torch.no_grad():
     a = hf(pixel_values=px_hf).last_hidden_state
     b = ours.vision_encoder(px)

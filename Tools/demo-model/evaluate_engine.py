@@ -1,13 +1,16 @@
-"""Held-out evaluation of a converted demo model through OUR engine (`minimindv ask`), not PyTorch.
+"""Held-out evaluation of a converted demo model through OUR engine (`minimindv`), not PyTorch.
 
     minimindv convert --checkpoint Tools/demo-model/out/sft_vlm_128.pth \\
-        --vision Tools/demo-model/out/siglip-demo-p32-256-ve --tokenizer Tools/demo-model/out/tokenizer \\
+        --vision Tools/demo-model/out/siglip-demo-p8-128-ve --tokenizer Tools/demo-model/out/tokenizer \\
         --type f16 --output /tmp/demo-f16.gguf
-    python Tools/demo-model/evaluate_engine.py --model /tmp/demo-f16.gguf --out Tools/demo-model/out
+    python Tools/demo-model/evaluate_engine.py --model /tmp/demo-f16.gguf --out Tools/demo-model/out \\
+        --binary .build/release/minimindv
 
 Reads the pictures and questions evaluate_torch.py wrote (`--out`/heldout/scenes.json + scene-NNN.jpg), asks
-each colour, shape and count question with `ask --greedy --json`, and scores the reply text with
-scenes.is_correct. Then runs the 50 prompts of `--out`/heldout_prompts.json and counts how many give the same
+each colour, shape and count question and scores the reply text with scenes.is_correct. By default
+(`--via serve`) all questions go as greedy jobs (temperature 0) through one `minimindv serve` on a temporary
+spool, which decodes them in batches and encodes each picture once; `--via ask` runs one
+`ask --greedy --json` process per question instead. Then runs the 50 prompts of `--out`/heldout_prompts.json and counts how many give the same
 greedy output ids as PyTorch (PyTorch's ids stop before <|im_end|>, id 2; ours are cut at the first 2 too).
 
 With `--fresh N`, draws N new scenes instead (seed range of evaluate_torch.py, another `--seed`), so that a
@@ -43,6 +46,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=777, help="seed of --fresh scenes")
     p.add_argument("--prompts", type=int, default=50, help="how many of heldout_prompts.json to compare (0: none)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--via", choices=["serve", "ask"], default="serve",
+                   help="serve: all questions as jobs through one daemon (fast); ask: one process per question")
+    p.add_argument("--batch", type=int, default=16, help="serve --batch for --via serve")
     p.add_argument("--max-tokens", type=int, default=48)
     p.add_argument("--report", default="", help="write every reply and the accuracies to this JSON file")
     return p.parse_args(argv)
@@ -55,6 +61,73 @@ def ask(args, image: str, question: str) -> dict:
     if run.returncode != 0:
         raise SystemExit(f"`{' '.join(cmd)}` failed ({run.returncode}): {run.stderr.strip()[-800:]}")
     return json.loads(run.stdout)
+
+
+def answer_through_serve(args, jobs: list[tuple[str, str]]) -> list[str]:
+    """Every (image, question) as a greedy single-file job on a temporary spool, answered by one
+    `minimindv serve`; returns the answers in order. Fails loudly on a failed job or a stalled daemon."""
+    import base64
+    import signal
+    import sqlite3
+    import tempfile
+    root = tempfile.mkdtemp(prefix="demo-eval-")
+    spool = os.path.join(root, "spool")
+    for sub in ("tmp", "incoming"):
+        os.makedirs(os.path.join(spool, sub))
+    encoded: dict[str, str] = {}
+    for n, (image, question) in enumerate(jobs):
+        if image not in encoded:
+            with open(image, "rb") as f:
+                encoded[image] = base64.b64encode(f.read()).decode()
+        job = {"question": question, "images": [{"base64": encoded[image]}], "max_tokens": args.max_tokens,
+               "temperature": 0}
+        tmp = os.path.join(spool, "tmp", f"q{n:05d}.json")
+        with open(tmp, "w") as f:
+            json.dump(job, f)
+        os.rename(tmp, os.path.join(spool, "incoming", f"q{n:05d}.json"))
+    db = os.path.join(root, "results.sqlite")
+    log = open(os.path.join(root, "serve.log"), "w")
+    daemon = subprocess.Popen([args.binary, "serve", "--spool", spool, "--db", db, "--cache-dir",
+                               os.path.join(root, "cache"), "--model", args.model, "--batch", str(args.batch),
+                               "--threads", str(args.threads), "--no-keep-done", "--log-level", "warning"],
+                              stdout=subprocess.DEVNULL, stderr=log)
+    t0, last, answers = time.time(), (-1, time.time()), {}
+    try:
+        while True:
+            time.sleep(1.0)
+            if daemon.poll() is not None:
+                raise SystemExit(f"serve exited ({daemon.returncode}); log in {log.name}")
+            if not os.path.exists(db):
+                continue
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+                try:
+                    rows = con.execute("SELECT id, status, answer, error FROM jobs "
+                                       "WHERE status IN ('done', 'failed')").fetchall()
+                except sqlite3.OperationalError:
+                    continue
+            failed = [r for r in rows if r[1] == "failed"]
+            if failed:
+                raise SystemExit(f"job {failed[0][0]} failed: {failed[0][3]}")
+            if len(rows) != last[0]:
+                last = (len(rows), time.time())
+                if len(rows) // 250 != getattr(answer_through_serve, "_shown", -1):
+                    answer_through_serve._shown = len(rows) // 250
+                    print(f"  {len(rows)}/{len(jobs)} answered, {time.time() - t0:.0f} s", flush=True)
+            elif time.time() - last[1] > 120:
+                raise SystemExit(f"serve made no progress for 2 minutes; log in {log.name}")
+            if len(rows) == len(jobs):
+                answers = {r[0]: r[2] or "" for r in rows}
+                break
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(60)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+        log.close()
+    import shutil
+    shutil.rmtree(root, ignore_errors=True)
+    return [answers[f"q{n:05d}"] for n in range(len(jobs))]
 
 
 def scene_of(entry: dict) -> scenes.Scene:
@@ -98,21 +171,27 @@ def main(argv=None) -> None:
         items = items[:args.images]
 
     t0 = time.time()
+    questions = [(it, q) for it in items for q in it["questions"]]
+    if args.via == "serve":
+        texts = answer_through_serve(args, [(it["path"], q["question"]) for it, q in questions])
+    else:
+        texts = []
+        for n, (it, q) in enumerate(questions):
+            texts.append(ask(args, it["path"], q["question"])["text"])
+            if (n + 1) % 75 == 0:
+                print(f"  {n + 1}/{len(questions)} questions, {time.time() - t0:.0f} s", flush=True)
     right, total = defaultdict(int), defaultdict(int)
     by_count = defaultdict(lambda: [0, 0])
     replies = []
-    for n, it in enumerate(items):
-        for q in it["questions"]:
-            out = ask(args, it["path"], q["question"])
-            ok = scenes.is_correct(it["scene"], q["category"], out["text"])
-            total[q["category"]] += 1
-            right[q["category"]] += ok
-            by_count[(q["category"], it["scene"].count)][0] += ok
-            by_count[(q["category"], it["scene"].count)][1] += 1
-            replies.append({"image": it["path"], "question": q["question"], "category": q["category"],
-                            "reply": out["text"], "correct": bool(ok)})
-        if (n + 1) % 25 == 0:
-            print(f"  {n + 1}/{len(items)} pictures, {time.time() - t0:.0f} s", flush=True)
+    for (it, q), text in zip(questions, texts):
+        ok = scenes.is_correct(it["scene"], q["category"], text)
+        total[q["category"]] += 1
+        right[q["category"]] += ok
+        by_count[(q["category"], it["scene"].count)][0] += ok
+        by_count[(q["category"], it["scene"].count)][1] += 1
+        replies.append({"image": it["path"], "question": q["question"], "category": q["category"],
+                        "reply": text, "correct": bool(ok)})
+    print(f"{len(questions)} questions answered in {time.time() - t0:.0f} s (--via {args.via})", flush=True)
 
     acc = {c: right[c] / total[c] for c in SCORED if total[c]}
     print(f"engine accuracy over {len(items)} pictures ({args.model}):")

@@ -57,7 +57,9 @@ def load_trained(out_dir: str):
                        num_attention_heads=c["num_attention_heads"], num_key_value_heads=c["num_key_value_heads"],
                        head_dim=c["head_dim"], intermediate_size=c["intermediate_size"])
     pth = os.path.join(out_dir, f"sft_vlm_{c['hidden_size']}.pth")
-    return load_upstream_layout(pth, os.path.join(out_dir, "siglip-demo-p32-256-ve"), lm)
+    vc = info["vision_config"]
+    lm.image_token_len = c["image_token_len"]
+    return load_upstream_layout(pth, os.path.join(out_dir, f"siglip-demo-p{vc['patch_size']}-{vc['image_size']}-ve"), lm)
 
 
 def heldout_items(args, img_dir: str):
@@ -83,7 +85,8 @@ def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     model = load_trained(args.out)
-    prompts = PromptBuilder(os.path.join(args.out, "tokenizer"))
+    prompts = PromptBuilder(os.path.join(args.out, "tokenizer"), image_token_len=model.lm_config.image_token_len)
+    size = model.vision_config.image_size
     img_dir = os.path.join(args.out, "heldout")
     t0 = time.time()
     items = heldout_items(args, img_dir)
@@ -91,7 +94,7 @@ def main(argv=None):
     with torch.no_grad():
         feats = []
         for s in range(0, len(items), 50):
-            px = torch.stack([preprocess(Image.open(os.path.join(img_dir, it["file"])))
+            px = torch.stack([preprocess(Image.open(os.path.join(img_dir, it["file"])), size)
                               for it in items[s:s + 50]])
             feats.append(model.encode_images(px))
         feats = torch.cat(feats)

@@ -46,6 +46,11 @@ class VisionConfig:
     def num_patches(self) -> int:
         return (self.image_size // self.patch_size) ** 2
 
+    @property
+    def folder_name(self) -> str:
+        """The vision folder's name, after upstream's `siglip2-base-p32-256-ve`."""
+        return f"siglip-demo-p{self.patch_size}-{self.image_size}-ve"
+
 
 @dataclass
 class DecoderConfig:
@@ -150,7 +155,7 @@ class SiglipVisionModel(nn.Module):
         self.config = c
         self.vision_model = SiglipVisionTransformer(c)
 
-    def forward(self, pixel_values):  # [N, 3, 256, 256] -> last hidden state [N, 64, vh]
+    def forward(self, pixel_values):  # [N, 3, size, size] -> last hidden state [N, patches, vh]
         return self.vision_model(pixel_values)
 
 
@@ -354,6 +359,10 @@ def preprocess(img: Image.Image, size: int = 256) -> torch.Tensor:
 
 # ---------------------------------------------------------------- saving in the upstream layouts
 
+def preprocessor_config(image_size: int) -> dict:
+    return {**PREPROCESSOR_CONFIG, "size": {"height": image_size, "width": image_size}}
+
+
 PREPROCESSOR_CONFIG = {
     "do_convert_rgb": None,
     "do_normalize": True,
@@ -405,7 +414,7 @@ def save_upstream_layout(model: MiniMindVLM, out_dir: str, pth_name: str, vision
         }, f, indent=2)
         f.write("\n")
     with open(os.path.join(vdir, "preprocessor_config.json"), "w") as f:
-        json.dump(PREPROCESSOR_CONFIG, f, indent=2)
+        json.dump(preprocessor_config(vc.image_size), f, indent=2)
         f.write("\n")
 
     tdir = os.path.join(out_dir, "tokenizer")

@@ -163,16 +163,26 @@ def _draw_shapes(draw: ImageDraw.ImageDraw, scene: Scene, k: float, fills: list)
             draw.polygon(_star_points(cx, cy, r * 1.1), fill=colour)
 
 
-def patch_labels(scene: Scene, patch: int = 32, min_cover: float = 0.2) -> np.ndarray:
-    """For each patch of the 256x256 picture (row-major): 0 for background, else 1 + the index of the shape
-    covering at least `min_cover` of it (the larger cover wins)."""
-    mask = Image.new("L", (CANVAS, CANVAS), 0)
-    _draw_shapes(ImageDraw.Draw(mask), scene, 1.0, [i + 1 for i in range(scene.count)])
-    m = np.asarray(mask).reshape(CANVAS // patch, patch, CANVAS // patch, patch).transpose(0, 2, 1, 3)
+def patch_labels(scene: Scene, side: int = 8, min_cover: float = 0.2) -> np.ndarray:
+    """For each of the side x side patches of the picture (row-major): 0 for background, else 1 + the index
+    of the shape covering at least `min_cover` of it (the larger cover wins)."""
+    patch = 16  # mask pixels per patch side: any grid, whether or not it divides CANVAS
+    mask = Image.new("L", (side * patch, side * patch), 0)
+    _draw_shapes(ImageDraw.Draw(mask), scene, side * patch / CANVAS, [i + 1 for i in range(scene.count)])
+    m = np.asarray(mask).reshape(side, patch, side, patch).transpose(0, 2, 1, 3)
     m = m.reshape(-1, patch * patch)
     cover = np.stack([(m == i + 1).mean(1) for i in range(scene.count)], 1)
     best = cover.argmax(1)
     return np.where(cover.max(1) >= min_cover, best + 1, 0)
+
+
+def patch_masks(scene: Scene, side: int = 8, sub: int = 4) -> np.ndarray:
+    """For each of the side x side patches (row-major): which of its sub x sub cells lie inside a shape,
+    as 0/1 [side * side, sub * sub]. The outline inside every patch, whatever the colours."""
+    mask = Image.new("L", (side * sub * 4, side * sub * 4), 0)
+    _draw_shapes(ImageDraw.Draw(mask), scene, side * sub * 4 / CANVAS, [255] * scene.count)
+    m = np.asarray(mask, dtype=np.float32).reshape(side * sub, 4, side * sub, 4).mean((1, 3)) > 127
+    return m.reshape(side, sub, side, sub).transpose(0, 2, 1, 3).reshape(side * side, sub * sub).astype(np.int64)
 
 
 def jpeg_roundtrip(img: Image.Image, quality: int) -> Image.Image:

@@ -8,7 +8,7 @@ deterministic for a given seed and thread count and never sees the same picture 
 assistant's answer tokens and the closing <|im_end|> only.
 
 Output (in --out): `sft_vlm_<hidden>.pth` (upstream trainer layout: fp16 state dict without vision_encoder.*),
-`siglip-demo-p32-256-ve/` (SiglipVisionModel folder: config.json, preprocessor_config.json, fp16
+`siglip-demo-p<patch>-<size>-ve/` (SiglipVisionModel folder: config.json, preprocessor_config.json, fp16
 model.safetensors), `tokenizer/` (the gen3 tokenizer files), `model_info.json`, `train_log.json`.
 """
 
@@ -36,7 +36,7 @@ from model import DecoderConfig, MiniMindVLM, PromptBuilder, VisionConfig, prepr
 
 # How often each kind of question is asked during training.
 CATEGORY_WEIGHTS = {"colour": 0.22, "shape": 0.22, "count": 0.16, "describe": 0.2, "position": 0.1, "size": 0.1}
-RENDER_SIZES = [256, 256, 320, 384, 224]  # the processor resizes to 256: users' pictures are not all 256
+RENDER_SIZES = [256, 256, 320, 384, 224]  # the processor resizes them all: users' pictures vary in size
 
 
 def parse_args(argv=None):
@@ -58,15 +58,36 @@ def parse_args(argv=None):
     p.add_argument("--vision-hidden", type=int, default=128)
     p.add_argument("--vision-layers", type=int, default=2)
     p.add_argument("--vision-heads", type=int, default=4)
+    p.add_argument("--image-size", type=int, default=128, help="encoder input (pixels per side)")
+    p.add_argument("--patch-size", type=int, default=8,
+                   help="pixels per patch side; (size / patch)^2 patches = image tokens in the prompt")
+    p.add_argument("--shape-weight", type=float, default=None,
+                   help="override the share of shape questions (the others keep their ratios)")
     p.add_argument("--data-workers", type=int, default=1, help="processes drawing scenes (0: in the trainer)")
     p.add_argument("--aux-weight", type=float, default=1.0, help="weight of the training-only attribute probe")
     p.add_argument("--probe-images", type=int, default=0,
                    help="extra pictures per step for the training probe only (no conversation)")
+    p.add_argument("--vision-warmup", type=int, default=0,
+                   help="first steps train only the encoder, projector and probe (no conversations)")
+    p.add_argument("--vision-warmup-images", type=int, default=48, help="pictures per vision warm-up step")
+    p.add_argument("--sincos-positions", type=float, default=0.0,
+                   help="initialise the encoder's position table as 2-D sine/cosine times this (0: random)")
+    p.add_argument("--oriented-filters", type=float, default=0.0,
+                   help="initialise 64 patch-embedding filters as oriented Gabor pairs times this (0: random)")
+    p.add_argument("--mask-weight", type=float, default=1.0, help="weight of the probe's per-patch outline target")
     p.add_argument("--snapshot-at", type=int, nargs="*", default=[], help="also save the model after these steps")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--time-limit", type=float, default=0, help="seconds; stop early (and still save) past this")
     p.add_argument("--no-save", action="store_true")
     return p.parse_args(argv)
+
+
+def category_weights(args) -> dict[str, float]:
+    if args.shape_weight is None:
+        return CATEGORY_WEIGHTS
+    rest = 1.0 - CATEGORY_WEIGHTS["shape"]
+    return {c: (args.shape_weight if c == "shape" else w * (1.0 - args.shape_weight) / rest)
+            for c, w in CATEGORY_WEIGHTS.items()}
 
 
 def scene_seed(seed: int, step: int, slot: int) -> int:
@@ -78,15 +99,18 @@ def make_batch(args, step: int, prompts: PromptBuilder):
     (`<image>\n{question}`); the further turns (`--turns`) ask about the same picture, which lets one encoder
     pass and one run of 64 image tokens carry several answers."""
     rng = random.Random(scene_seed(args.seed, step, 999_999))
-    cats, weights = list(CATEGORY_WEIGHTS), list(CATEGORY_WEIGHTS.values())
+    cats, weights = list(category_weights(args)), list(category_weights(args).values())
     pixels, seqs, aux = [], [], []
-    for slot in range(args.images_per_step):
+    warmup = step < args.vision_warmup
+    talk = 0 if warmup else args.images_per_step
+    probe_only = args.vision_warmup_images if warmup else args.probe_images
+    for slot in range(talk):
         sc = scenes.make_scene(scene_seed(args.seed, step, slot))
         img = scenes.render(sc, rng.choice(RENDER_SIZES))
         if rng.random() < 0.5:
             img = scenes.jpeg_roundtrip(img, rng.randint(70, 95))
-        pixels.append(preprocess(img))
-        aux.append(aux_targets(sc) + patch_targets(sc))
+        pixels.append(preprocess(img, args.image_size))
+        aux.append(aux_targets(sc) + patch_targets(sc, args.image_size // args.patch_size))
         ids, labels = [], []
         for turn, cat in enumerate(_weighted_distinct(rng, cats, weights, args.turns)):
             lang = "en" if rng.random() < 0.5 else "zh"
@@ -96,15 +120,15 @@ def make_batch(args, step: int, prompts: PromptBuilder):
             ids += p + a
             labels += [-100] * len(p) + a
         seqs.append((ids, labels))
-    for slot in range(args.images_per_step, args.images_per_step + args.probe_images):
+    for slot in range(talk, talk + probe_only):
         # Pictures seen only by the encoder and the training probe: cheap extra signal for the vision side.
         sc = scenes.make_scene(scene_seed(args.seed, step, slot))
         img = scenes.render(sc, rng.choice(RENDER_SIZES))
         if rng.random() < 0.5:
             img = scenes.jpeg_roundtrip(img, rng.randint(70, 95))
-        pixels.append(preprocess(img))
-        aux.append(aux_targets(sc) + patch_targets(sc))
-    t = max(len(i) for i, _ in seqs)
+        pixels.append(preprocess(img, args.image_size))
+        aux.append(aux_targets(sc) + patch_targets(sc, args.image_size // args.patch_size))
+    t = max((len(i) for i, _ in seqs), default=1)
     ids = torch.zeros(len(seqs), t, dtype=torch.long)  # right padding never reaches earlier tokens (causal)
     labels = torch.full((len(seqs), t), -100, dtype=torch.long)
     for n, (i, l) in enumerate(seqs):
@@ -130,12 +154,16 @@ def aux_targets(sc: scenes.Scene) -> list[int]:
     return t
 
 
-def patch_targets(sc: scenes.Scene) -> list[int]:
-    """Per image token: the colour (8 = background) and the shape (4 = background) under it."""
-    lab = scenes.patch_labels(sc)
+MASK_CELLS = 4  # each image token also predicts which of its 4 x 4 cells are inside a shape
+
+
+def patch_targets(sc: scenes.Scene, side: int) -> list[int]:
+    """Per image token: the colour (8 = background) and the shape (4 = background) under it, then its
+    4 x 4 inside/outside cells (token by token)."""
+    lab = scenes.patch_labels(sc, side)
     colour = [8 if l == 0 else list(scenes.COLOURS).index(sc.shapes[l - 1].colour) for l in lab]
     shape = [4 if l == 0 else scenes.SHAPES.index(sc.shapes[l - 1].kind) for l in lab]
-    return colour + shape
+    return colour + shape + scenes.patch_masks(sc, side, MASK_CELLS).reshape(-1).tolist()
 
 
 class AuxiliaryProbe(torch.nn.Module):
@@ -149,6 +177,8 @@ class AuxiliaryProbe(torch.nn.Module):
         super().__init__()
         self.head = torch.nn.Linear(hidden, sum(n for _, n in AUX_GROUPS))
         self.patch_head = torch.nn.Linear(hidden, 9 + 5)
+        self.mask_head = torch.nn.Linear(hidden, MASK_CELLS * MASK_CELLS)
+        self.mask_weight = 1.0
 
     def forward(self, feats, targets):
         logits = self.head(feats.mean(1))
@@ -156,13 +186,23 @@ class AuxiliaryProbe(torch.nn.Module):
         for g, (_, n) in enumerate(AUX_GROUPS):
             loss = loss + F.cross_entropy(logits[:, o:o + n], targets[:, g])
             o += n
+        self.last_accuracy = {}
         pooled = loss / len(AUX_GROUPS)
         n_tok = feats.shape[1]
         per_tok = self.patch_head(feats)                                   # [N, 64, 14]
         pt = targets[:, len(AUX_GROUPS):]
-        colour_t, shape_t = pt[:, :n_tok], pt[:, n_tok:]
+        colour_t, shape_t = pt[:, :n_tok], pt[:, n_tok:2 * n_tok]
+        mask_t = pt[:, 2 * n_tok:].reshape(feats.shape[0], n_tok, -1).float()
         dense = (F.cross_entropy(per_tok[..., :9].reshape(-1, 9), colour_t.reshape(-1)) +
                  F.cross_entropy(per_tok[..., 9:].reshape(-1, 5), shape_t.reshape(-1))) / 2
+        # The outline inside each patch, colour-blind: the first thing a from-scratch encoder must see before
+        # it can tell a corner from an arc (without it the shape probes stayed at chance for thousands of pictures).
+        dense = dense + self.mask_weight * F.binary_cross_entropy_with_logits(self.mask_head(feats), mask_t)
+        with torch.no_grad():
+            # How well the image tokens tell the shape under them: the vision side's progress on shapes.
+            on = shape_t != 4
+            hit = (per_tok[..., 9:].argmax(-1) == shape_t)[on]
+            self.last_accuracy["token_shape"] = hit.float().mean().item() if hit.numel() else 0.0
         return pooled + dense
 
 
@@ -179,7 +219,7 @@ class SceneBatches(torch.utils.data.Dataset):
     def __getitem__(self, step):
         if self.prompts is None:
             torch.set_num_threads(1)
-            self.prompts = PromptBuilder()
+            self.prompts = PromptBuilder(image_token_len=(self.args.image_size // self.args.patch_size) ** 2)
         return make_batch(self.args, step, self.prompts)
 
 
@@ -195,6 +235,8 @@ def _weighted_distinct(rng: random.Random, items, weights, k):
 
 def loss_on_answers(model: MiniMindVLM, pixels, ids, labels, aux_targets=None, probe=None):
     feats = model.encode_images(pixels)
+    if ids.shape[0] == 0:  # a vision warm-up step: the probe alone
+        return torch.zeros(()), probe(feats, aux_targets)
     h = model.hidden_states(ids, feats[: ids.shape[0]])
     # Position p predicts token p+1: score only where the next token is an answer token.
     target = labels[:, 1:]
@@ -223,13 +265,71 @@ def init_weights(model: MiniMindVLM, seed: int):
                 p.copy_(torch.randn(p.shape, generator=g) * std)
 
 
+def oriented_filters(out_channels: int, patch: int, orientations: int = 8) -> torch.Tensor:
+    """Patch-embedding filters [out, 3, patch, patch]: odd and even Gabor pairs at `orientations` angles on
+    luminance and on each colour channel, then zeros for the rest (which init_weights fills at random).
+    A linear patch embedding must see an outline at any offset inside the patch; a quadrature pair's two
+    responses together do (their energy hardly moves with the offset), so the encoder starts from edge
+    orientation and spends its few thousand pictures on telling a corner from an arc."""
+    w = torch.zeros(out_channels, 3, patch, patch, dtype=torch.float64)
+    c = (patch - 1) / 2
+    yy, xx = torch.meshgrid(torch.arange(patch, dtype=torch.float64) - c, torch.arange(patch, dtype=torch.float64) - c,
+                            indexing="ij")
+    sigma, wavelength = patch / 3.0, patch / 1.5
+    colour_sets = [torch.tensor([0.299, 0.587, 0.114]), torch.tensor([1.0, 0, 0]), torch.tensor([0, 1.0, 0]),
+                   torch.tensor([0, 0, 1.0])]
+    k = 0
+    for mix in colour_sets:
+        for o in range(orientations):
+            th = math.pi * o / orientations
+            u = xx * math.cos(th) + yy * math.sin(th)
+            env = torch.exp(-(xx ** 2 + yy ** 2) / (2 * sigma ** 2))
+            for phase in (torch.sin, torch.cos):
+                g = env * phase(2 * math.pi * u / wavelength)
+                g = g - g.mean()
+                g = g / g.norm()
+                if k < out_channels:
+                    w[k] = mix.double()[:, None, None] * g[None] / mix.norm()
+                k += 1
+    return w.float()
+
+
+def sincos_positions(side: int, dim: int, scale: float) -> torch.Tensor:
+    """2-D sine/cosine position table (row-major patches): half the channels encode the row, half the column.
+    As an initial value it tells attention which patches are neighbours from the first step, which a
+    from-scratch encoder otherwise has to learn from the pictures before it can compare a patch with the next."""
+    quarter = dim // 4
+    omega = 1.0 / (10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter))
+    grid = torch.arange(side, dtype=torch.float64)
+    rows, cols = torch.meshgrid(grid, grid, indexing="ij")
+    parts = []
+    for coord in (rows.reshape(-1), cols.reshape(-1)):
+        ang = coord[:, None] * omega[None]
+        parts += [ang.sin(), ang.cos()]
+    table = torch.cat(parts, dim=1)
+    if table.shape[1] < dim:
+        table = torch.cat([table, torch.zeros(side * side, dim - table.shape[1], dtype=torch.float64)], dim=1)
+    return (table * scale).float()
+
+
 def build_model(args) -> MiniMindVLM:
-    lm = DecoderConfig(hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
-                       num_key_value_heads=args.kv_heads)
     vc = VisionConfig(hidden_size=args.vision_hidden, intermediate_size=4 * args.vision_hidden,
-                      num_hidden_layers=args.vision_layers, num_attention_heads=args.vision_heads)
+                      num_hidden_layers=args.vision_layers, num_attention_heads=args.vision_heads,
+                      image_size=args.image_size, patch_size=args.patch_size)
+    lm = DecoderConfig(hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                       num_key_value_heads=args.kv_heads, image_token_len=vc.num_patches)
     model = MiniMindVLM(lm, vc)
     init_weights(model, args.seed)
+    if args.oriented_filters:
+        with torch.no_grad():
+            pe = model.vision_encoder.vision_model.embeddings.patch_embedding.weight
+            bank = oriented_filters(pe.shape[0], vc.patch_size) * args.oriented_filters
+            n = min(pe.shape[0], 4 * 8 * 2)
+            pe[:n] = bank[:n]
+    if args.sincos_positions:
+        with torch.no_grad():
+            model.vision_encoder.vision_model.embeddings.position_embedding.weight.copy_(
+                sincos_positions(vc.image_size // vc.patch_size, vc.hidden_size, args.sincos_positions))
     return model
 
 
@@ -245,6 +345,8 @@ def main(argv=None):
           f"ffn {model.lm_config.intermediate_size}; vision {args.vision_hidden} x {args.vision_layers})", flush=True)
 
     probe = AuxiliaryProbe(args.hidden) if args.aux_weight > 0 else None
+    if probe is not None:
+        probe.mask_weight = args.mask_weight
     params = list(model.named_parameters()) + (list(probe.named_parameters()) if probe else [])
     decay = [p for n, p in params if p.dim() >= 2]
     no_decay = [p for n, p in params if p.dim() < 2]
@@ -252,14 +354,18 @@ def main(argv=None):
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
 
     def lr_at(step):
+        # The vision warm-up and the conversations each get their own warm-up and cosine: the decoder starts
+        # from scratch when the conversations begin and needs the full learning rate then.
+        start, end = (0, args.vision_warmup) if step < args.vision_warmup else (args.vision_warmup, args.steps)
+        step -= start
         if step < args.warmup:
             return args.lr * (step + 1) / args.warmup
-        prog = (step - args.warmup) / max(1, args.steps - args.warmup)
+        prog = (step - args.warmup) / max(1, end - start - args.warmup)
         return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, prog))))
 
     log = []
     start = time.time()
-    ema = None
+    ema, tok_shape = None, None
     data_time = 0.0
     step = 0
     loader = torch.utils.data.DataLoader(SceneBatches(args), batch_size=None, shuffle=False,
@@ -278,31 +384,36 @@ def main(argv=None):
         torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
         opt.step()
         lv, av = loss.item(), aux.item()
-        ema = lv if ema is None else 0.95 * ema + 0.05 * lv
+        tok = probe.last_accuracy.get("token_shape", 0.0) if probe is not None else 0.0
+        tok_shape = tok if tok_shape is None else 0.9 * tok_shape + 0.1 * tok
+        if step >= args.vision_warmup:
+            ema = lv if ema is None else 0.95 * ema + 0.05 * lv
         if step % args.log_every == 0 or step == args.steps - 1:
             el = time.time() - start
-            print(f"step {step:5d}  loss {lv:.4f}  ema {ema:.4f}  aux {av:.3f}  lr {lr_at(step):.2e}  "
+            print(f"step {step:5d}  loss {lv:.4f}  ema {ema or 0:.4f}  aux {av:.3f}  token-shape {tok_shape:.2f}  "
+                  f"lr {lr_at(step):.2e}  "
                   f"{(step + 1) / el:.3f} steps/s  data {data_time / el:.0%}  elapsed {el:.0f}s", flush=True)
-            log.append({"step": step, "loss": lv, "ema": ema, "aux": av, "elapsed": el})
+            log.append({"step": step, "loss": lv, "ema": ema, "aux": av, "token_shape": tok_shape, "elapsed": el})
         if step + 1 in args.snapshot_at:
             save_upstream_layout(model, os.path.join(args.out, f"snapshot-{step + 1}"), f"sft_vlm_{args.hidden}.pth",
-                                 "siglip-demo-p32-256-ve")
+                                 model.vision_config.folder_name)
             print(f"snapshot saved at step {step + 1}", flush=True)
         if args.time_limit and time.time() - start > args.time_limit:
             print(f"time limit reached at step {step}", flush=True)
             break
     elapsed = time.time() - start
-    print(f"trained {step + 1} steps in {elapsed:.0f}s; final loss {lv:.4f} (ema {ema:.4f})", flush=True)
+    print(f"trained {step + 1} steps in {elapsed:.0f}s; final loss {lv:.4f} (ema {ema or 0:.4f})", flush=True)
     if args.no_save:
         return model
     model.eval()
     info = {"training": {"seed": args.seed, "steps": step + 1, "images_per_step": args.images_per_step,
                          "turns": args.turns, "lr": args.lr, "threads": args.threads,
                          "aux_weight": args.aux_weight, "probe_images": args.probe_images,
-                         "vision_layers": args.vision_layers,
+                         "vision_layers": args.vision_layers, "image_size": args.image_size,
+                         "patch_size": args.patch_size, "shape_weight": args.shape_weight,
                          "seconds": round(elapsed, 1), "final_loss": lv, "final_loss_ema": ema,
                          "torch": torch.__version__, "command": " ".join(sys.argv)}}
-    paths = save_upstream_layout(model, args.out, f"sft_vlm_{args.hidden}.pth", "siglip-demo-p32-256-ve",
+    paths = save_upstream_layout(model, args.out, f"sft_vlm_{args.hidden}.pth", model.vision_config.folder_name,
                                  extra_info=info)
     with open(os.path.join(args.out, "train_log.json"), "w") as f:
         json.dump(log, f)
