@@ -7,6 +7,7 @@
 #include "ckernels.h"
 #include "ck_internal.h"
 #include "ck_many_rows.h"
+#include "ck_exp.h"
 
 #include <math.h>
 #include <string.h>
@@ -89,29 +90,6 @@ CK_T_AVX2 static void head_avx2(const float *q, size_t ldq, const float *k, size
 
 #define CK_ALWAYS static inline __attribute__((always_inline))
 
-// e^x as Kernels.exp16 computes it (Cody–Waite reduction, Cephes polynomial; 0 below -87.3).
-CK_T_AVX512 CK_ALWAYS __m512 exp_avx512(__m512 x) {
-    __m512 c = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
-    __m512 magic = _mm512_set1_ps(12582912.0f);
-    __m512 shifted = _mm512_fmadd_ps(c, _mm512_set1_ps(1.44269504f), magic);
-    __m512 n = _mm512_sub_ps(shifted, magic);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), c);
-    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.1219444e-4f), r);
-    __m512 p = _mm512_set1_ps(1.98756915e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.39819995e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.16657959e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.166666655f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.50000001f));
-    __m512 er = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
-    __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_sub_epi32(_mm512_castps_si512(shifted),
-                                                                         _mm512_set1_epi32(0x4B400000)),
-                                                        _mm512_set1_epi32(127)), 23);
-    __m512 result = _mm512_mul_ps(er, _mm512_castsi512_ps(bits));
-    __mmask16 under = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_LT_OQ);
-    return _mm512_maskz_mov_ps((__mmask16)~under, result);
-}
-
 #define SMR 8 // score rows per tile (x 32 keys: 16 accumulators)
 
 // s[r][j0 .. j0+32) = scale · q_r · kt[:, j0 .. j0+32) for r < M.
@@ -175,12 +153,12 @@ CK_T_AVX512 static float softmax_row(float *s, size_t vis, size_t upto) {
     }
     __m512 mm = _mm512_set1_ps(m), sum = _mm512_setzero_ps();
     for (j = 0; j + 16 <= vis; j += 16) {
-        __m512 e = exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(s + j), mm));
+        __m512 e = ck_exp16_avx512(_mm512_sub_ps(_mm512_loadu_ps(s + j), mm));
         _mm512_storeu_ps(s + j, e);
         sum = _mm512_add_ps(sum, e);
     }
     if (tail) {
-        __m512 e = _mm512_maskz_mov_ps(tail, exp_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, s + j), mm)));
+        __m512 e = _mm512_maskz_mov_ps(tail, ck_exp16_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, s + j), mm)));
         _mm512_mask_storeu_ps(s + j, tail, e);
         sum = _mm512_add_ps(sum, e);
     }

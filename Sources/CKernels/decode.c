@@ -4,6 +4,7 @@
 // (query row, KV head) pairs.
 #include "ck_decode.h"
 #include "ck_internal.h"
+#include "ck_exp.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -124,30 +125,6 @@ static void attend_portable(const attention_job *j, const ck_attention_query *q,
 }
 
 #if CK_X86
-// e^x for 16 lanes, as Kernels.exp16 in Swift: Cody-Waite reduction, Cephes' degree-6 polynomial,
-// 2^n through the exponent bits; within 2 ulp of expf on [-87.3, 88.3], 0 below.
-CK_T_AVX512 static inline __m512 exp16_avx512(__m512 x) {
-    __m512 c = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
-    const __m512 magic = _mm512_set1_ps(12582912.0f);
-    __m512 shifted = _mm512_fmadd_ps(c, _mm512_set1_ps(1.44269504f), magic);
-    __m512 n = _mm512_sub_ps(shifted, magic);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), c);
-    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    __m512 er = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
-    __m512i bits = _mm512_slli_epi32(
-        _mm512_add_epi32(_mm512_sub_epi32(_mm512_castps_si512(shifted), _mm512_set1_epi32(0x4B400000)),
-                         _mm512_set1_epi32(127)), 23);
-    __m512 result = _mm512_mul_ps(er, _mm512_castsi512_ps(bits));
-    __mmask16 under = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_LT_OQ);
-    return _mm512_mask_mov_ps(result, under, _mm512_setzero_ps());
-}
-
 CK_T_AVX512 static void softmax_avx512(float *s, size_t n) {
     __m512 vmax = _mm512_set1_ps(-INFINITY);
     size_t t = 0;
@@ -156,13 +133,13 @@ CK_T_AVX512 static void softmax_avx512(float *s, size_t n) {
     __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
     __m512 vsum = _mm512_setzero_ps();
     for (t = 0; t + 16 <= n; t += 16) {
-        __m512 e = exp16_avx512(_mm512_sub_ps(_mm512_loadu_ps(s + t), mx));
+        __m512 e = ck_exp16_avx512(_mm512_sub_ps(_mm512_loadu_ps(s + t), mx));
         _mm512_storeu_ps(s + t, e);
         vsum = _mm512_add_ps(vsum, e);
     }
     if (t < n) {
         __mmask16 mask = (__mmask16)((1u << (n - t)) - 1);
-        __m512 e = exp16_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, s + t), mx));
+        __m512 e = ck_exp16_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, s + t), mx));
         e = _mm512_maskz_mov_ps(mask, e);
         _mm512_mask_storeu_ps(s + t, mask, e);
         vsum = _mm512_add_ps(vsum, e);
