@@ -23,9 +23,8 @@ struct Attention: Sendable {
     let output: Linear            // [hidden, heads·hd]
     let queryNorm: RMSNorm?       // [hd] (gen3)
     let keyNorm: RMSNorm?         // [hd] (gen3)
-    /// Q, K, V and the output as the decode step reads them (nil: every product through sgemm).
+    /// Q, K and V as the decode step reads them, multiplied as one job (nil: one product each).
     let decodeQKV: [DecodeProduct]?
-    let decodeOutput: DecodeProduct?
 
     init(_ loader: WeightLoader, layer n: Int, config c: DecoderConfig) throws(ModelError) {
         config = c
@@ -41,9 +40,8 @@ struct Attention: Sendable {
             queryNorm = nil
             keyNorm = nil
         }
-        let qkv = [query, key, value].compactMap(DecodeProduct.init)
+        let qkv = [query, key, value].compactMap(\.decode)
         decodeQKV = qkv.count == 3 ? qkv : nil
-        decodeOutput = DecodeProduct(output)
     }
 
     /// `h += attention(x) Woᵀ` for every segment of the batch; writes this layer's new keys and
@@ -57,8 +55,7 @@ struct Attention: Sendable {
         let q = FloatBuffer(count: rows * qWidth)       // [rows, heads, hd]
         let k = FloatBuffer(count: rows * kvWidth)      // [rows, kv, hd]
         let v = FloatBuffer(count: rows * kvWidth)      // [rows, kv, hd]
-        let decoding = rows <= DecodeProduct.rowLimit
-        if decoding, let qkv = decodeQKV {
+        if rows <= DecodeProduct.rowLimit, let qkv = decodeQKV {
             DecodeProduct.run([(qkv[0], q.pointer), (qkv[1], k.pointer), (qkv[2], v.pointer)], x: x, rows: rows, columns: config.hiddenSize)
         } else {
             query(x, rows: rows, into: q.pointer)
@@ -104,10 +101,6 @@ struct Attention: Sendable {
                                  rows: segment.rows, length: segment.startPosition + segment.rows,
                                  firstPosition: segment.startPosition)
         }
-        if decoding, let decodeOutput {
-            decodeOutput(attended.pointer, rows: rows, into: h, accumulate: true)
-        } else {
-            output(attended.pointer, rows: rows, into: h, accumulate: true)
-        }
+        output(attended.pointer, rows: rows, into: h, accumulate: true)
     }
 }

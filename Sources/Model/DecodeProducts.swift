@@ -6,8 +6,8 @@ import Kernels
 struct DecodeProduct: @unchecked Sendable {
     let matrix: QuantizedMatrix
     let bias: UnsafePointer<Float>?
-    /// Keeps the memory `matrix` and `bias` point into alive.
-    private let owner: Linear
+    /// Keep the memory `matrix` and `bias` point into alive.
+    private let owners: (weight: Parameter, bias: Parameter?)
 
     /// Products with at most this many rows go through the decode kernels; larger ones (prefill,
     /// vision) through sgemm, where arithmetic, not reading the weights, dominates.
@@ -16,11 +16,11 @@ struct DecodeProduct: @unchecked Sendable {
     static let int8RowThreshold = 12
 
     /// nil when the weight is not a plain `[out, in]` matrix our kernels can read.
-    init?(_ linear: Linear) {
-        guard let matrix = linear.weight.smallProductMatrix(rows: linear.outFeatures, columns: linear.inFeatures) else { return nil }
+    init?(weight: Parameter, bias: Parameter?, out: Int, in inFeatures: Int) {
+        guard let matrix = weight.smallProductMatrix(rows: out, columns: inFeatures) else { return nil }
         self.matrix = matrix
-        bias = linear.bias?.pointer
-        owner = linear
+        self.bias = bias?.pointer
+        owners = (weight, bias)
     }
 
     var outFeatures: Int { matrix.rows }
@@ -46,7 +46,7 @@ struct DecodeProduct: @unchecked Sendable {
         }
     }
 
-    /// `out (+)= x Wᵀ + b` for `rows` rows; `scratch` holds `rows × out` floats when accumulating.
+    /// `out (+)= x Wᵀ + b` for `rows` rows.
     func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool) {
         guard accumulate else {
             Self.run([(self, out)], x: x, rows: rows, columns: matrix.columns)
@@ -77,15 +77,15 @@ extension Decoder {
     /// storage format: all F32 for an f32 file, the file's F16/BF16/Q8_0 otherwise. A matrix
     /// counted here is multiplied in that format, never through a widened float32 copy.
     public var decodeWeightFormats: [WeightFormat: Int] {
-        var products: [DecodeProduct?] = [decodeHead]
+        var products: [DecodeProduct?] = [head.decode]
         for layer in layers {
-            products += layer.attention.decodeQKV ?? [nil]
-            products.append(layer.attention.decodeOutput)
+            let attention = layer.attention
+            products += [attention.query.decode, attention.key.decode, attention.value.decode, attention.output.decode]
             switch layer.ffn {
-            case .dense(let ffn): products += [ffn.decodeGateUp?.0, ffn.decodeGateUp?.1, ffn.decodeDown]
+            case .dense(let ffn): products += [ffn.gate.decode, ffn.up.decode, ffn.down.decode]
             case .mixture(let moe):
                 for expert in moe.experts + (moe.shared.map { [$0] } ?? []) {
-                    products += [expert.decodeGateUp?.0, expert.decodeGateUp?.1, expert.decodeDown]
+                    products += [expert.gate.decode, expert.up.decode, expert.down.decode]
                 }
             }
         }
@@ -100,15 +100,12 @@ extension Decoder {
     /// Matrices of the decode step that are not read by the small-row kernels (0 for every file
     /// `minimindv convert` writes).
     public var decodeProductsWithoutKernel: Int {
-        var missing = decodeHead == nil ? 1 : 0
+        var linears = [head]
         for layer in layers {
-            if layer.attention.decodeQKV == nil { missing += 3 }
-            if layer.attention.decodeOutput == nil { missing += 1 }
-            if case .dense(let ffn) = layer.ffn {
-                if ffn.decodeGateUp == nil { missing += 2 }
-                if ffn.decodeDown == nil { missing += 1 }
-            }
+            let attention = layer.attention
+            linears += [attention.query, attention.key, attention.value, attention.output]
+            if case .dense(let ffn) = layer.ffn { linears += [ffn.gate, ffn.up, ffn.down] }
         }
-        return missing
+        return linears.filter { $0.decode == nil }.count
     }
 }

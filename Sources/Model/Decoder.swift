@@ -8,9 +8,7 @@ public final class Decoder: @unchecked Sendable {
     let embedding: Parameter        // [vocab, hidden]
     let layers: [DecoderLayer]
     let finalNorm: RMSNorm          // [hidden]
-    let head: Parameter             // [vocab, hidden]; the embedding when tied
-    /// The head as the decode step reads it.
-    let decodeHead: DecodeProduct?
+    let head: Linear                // [vocab, hidden]; the embedding when tied
     private var rotary: RotaryTable
     private let rotaryLock = NSLock()
 
@@ -21,12 +19,9 @@ public final class Decoder: @unchecked Sendable {
         for n in 0..<c.layerCount { layers.append(try DecoderLayer(loader, layer: n, config: c)) }
         self.layers = layers
         finalNorm = try RMSNorm(loader, TensorName.outputNorm, dim: c.hiddenSize, epsilon: c.rmsNormEpsilon)
-        if !c.tiedOutput || loader.has(TensorName.output) {
-            head = try loader.load(TensorName.output, [c.vocabularySize, c.hiddenSize])
-        } else {
-            head = embedding
-        }
-        decodeHead = DecodeProduct(Linear(weight: head, bias: nil, out: c.vocabularySize, in: c.hiddenSize))
+        let headWeight = !c.tiedOutput || loader.has(TensorName.output)
+            ? try loader.load(TensorName.output, [c.vocabularySize, c.hiddenSize]) : embedding
+        head = Linear(weight: headWeight, bias: nil, out: c.vocabularySize, in: c.hiddenSize)
         rotary = RotaryTable(headDim: c.headDim, theta: c.ropeTheta)
         rotary.reserve(min(c.contextLength, 4096))
     }
@@ -56,11 +51,7 @@ public final class Decoder: @unchecked Sendable {
         let last = try lastHiddenRows(inputs)                  // [sequences, hidden], final-normed
         let count = inputs.count, vocab = config.vocabularySize
         let logits = FloatBuffer(count: count * vocab)          // [sequences, vocab]
-        if count <= DecodeProduct.rowLimit, let decodeHead {
-            decodeHead(last.pointer, rows: count, into: logits.pointer, accumulate: false)
-        } else {
-            head.product(last.pointer, rows: count, inFeatures: config.hiddenSize, outFeatures: vocab, into: logits.pointer)
-        }
+        head(last.pointer, rows: count, into: logits.pointer)
         return (0..<count).map { logits.rows($0..<($0 + 1), width: vocab) }
     }
 

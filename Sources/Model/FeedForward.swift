@@ -6,28 +6,27 @@ struct FeedForward: Sendable {
     let gate: Linear     // [ff, hidden]
     let up: Linear       // [ff, hidden]
     let down: Linear     // [hidden, ff]
-    /// Gate and up (one job), and down, as the decode step reads them.
+    /// Gate and up as the decode step reads them, multiplied as one job (nil: one product each).
     let decodeGateUp: (DecodeProduct, DecodeProduct)?
-    let decodeDown: DecodeProduct?
 
     init(_ loader: WeightLoader, gate gateName: String, up upName: String, down downName: String,
          hidden: Int, ff: Int) throws(ModelError) {
         gate = try Linear(loader, gateName, out: ff, in: hidden)
         up = try Linear(loader, upName, out: ff, in: hidden)
         down = try Linear(loader, downName, out: hidden, in: ff)
-        (decodeGateUp, decodeDown) = Self.decodeProducts(gate: gate, up: up, down: down)
+        decodeGateUp = Self.pair(gate, up)
     }
 
     init(gate: Linear, up: Linear, down: Linear) {
         self.gate = gate
         self.up = up
         self.down = down
-        (decodeGateUp, decodeDown) = Self.decodeProducts(gate: gate, up: up, down: down)
+        decodeGateUp = Self.pair(gate, up)
     }
 
-    private static func decodeProducts(gate: Linear, up: Linear, down: Linear) -> ((DecodeProduct, DecodeProduct)?, DecodeProduct?) {
-        guard let g = DecodeProduct(gate), let u = DecodeProduct(up) else { return (nil, DecodeProduct(down)) }
-        return ((g, u), DecodeProduct(down))
+    private static func pair(_ gate: Linear, _ up: Linear) -> (DecodeProduct, DecodeProduct)? {
+        guard let g = gate.decode, let u = up.decode else { return nil }
+        return (g, u)
     }
 
     /// `out (+)= ffn(x)` over `rows` rows.
@@ -35,19 +34,14 @@ struct FeedForward: Sendable {
         let ff = gate.outFeatures
         let g = FloatBuffer(count: rows * ff)     // [rows, ff]
         let u = FloatBuffer(count: rows * ff)     // [rows, ff]
-        let decoding = rows <= DecodeProduct.rowLimit
-        if decoding, let (gateProduct, upProduct) = decodeGateUp {
+        if rows <= DecodeProduct.rowLimit, let (gateProduct, upProduct) = decodeGateUp {
             DecodeProduct.run([(gateProduct, g.pointer), (upProduct, u.pointer)], x: x, rows: rows, columns: gate.inFeatures)
         } else {
             gate(x, rows: rows, into: g.pointer)
             up(x, rows: rows, into: u.pointer)
         }
         Kernels.siluMultiply(g.pointer, u.pointer, count: rows * ff)
-        if decoding, let decodeDown {
-            decodeDown(g.pointer, rows: rows, into: out, accumulate: accumulate)
-        } else {
-            down(g.pointer, rows: rows, into: out, accumulate: accumulate)
-        }
+        down(g.pointer, rows: rows, into: out, accumulate: accumulate)
     }
 }
 

@@ -8,12 +8,13 @@ struct Linear: Sendable {
     let bias: Parameter?           // [out]
     let inFeatures: Int
     let outFeatures: Int
+    /// The weight as the small-row (decode) kernels read it; nil sends every product to `Parameter.product`.
+    let decode: DecodeProduct?
 
     init(_ loader: WeightLoader, _ name: String, out: Int, in inFeatures: Int, bias biasName: String? = nil) throws(ModelError) {
-        weight = try loader.load(name, [out, inFeatures])
-        bias = try biasName.map { (n: String) throws(ModelError) in try loader.load(n, [out]) }
-        self.inFeatures = inFeatures
-        outFeatures = out
+        let weight = try loader.load(name, [out, inFeatures])
+        let bias = try biasName.map { (n: String) throws(ModelError) in try loader.load(n, [out]) }
+        self.init(weight: weight, bias: bias, out: out, in: inFeatures)
     }
 
     init(weight: Parameter, bias: Parameter?, out: Int, in inFeatures: Int) {
@@ -21,46 +22,34 @@ struct Linear: Sendable {
         self.bias = bias
         self.inFeatures = inFeatures
         outFeatures = out
+        decode = DecodeProduct(weight: weight, bias: bias, out: out, in: inFeatures)
     }
 
     /// `out[rows, out] = x[rows, in] Wᵀ + b`; with `accumulate`, added to `out` (a residual).
+    /// Up to `DecodeProduct.rowLimit` rows the small-row kernels read the stored weights; more rows
+    /// go to the many-row products.
     func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
-        weight.product(x, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures,
-                       bias: bias?.pointer, into: out, accumulate: accumulate)
+        if rows <= DecodeProduct.rowLimit, let decode {
+            decode(x, rows: rows, into: out, accumulate: accumulate)
+        } else {
+            weight.product(x, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures,
+                           bias: bias?.pointer, into: out, accumulate: accumulate)
+        }
     }
 }
 
 extension Parameter {
-    /// Products with at most this many rows read a low-precision weight in place; larger ones
-    /// (prefill, vision) go to sgemm on the widened copy, where arithmetic, not bytes, dominates.
-    static let lowPrecisionRowLimit = 16
-
-    /// `out[rows, outFeatures] = x Wᵀ (+ bias)` with this parameter as W `[out, in]`; with
-    /// `accumulate`, added to `out`.
+    /// `out[rows, outFeatures] = x Wᵀ (+ bias)` with this parameter as W `[out, in]`, for the many
+    /// rows of prefill and the vision encoder (few rows go through `Linear.decode`); with
+    /// `accumulate`, added to `out`. Float32 weights go to sgemm; F16/BF16/Q8_0 weights are read in
+    /// place by `multiplyMany` (int8 products for Q8_0).
     func product(_ x: UnsafePointer<Float>, rows: Int, inFeatures: Int, outFeatures: Int,
                  bias: UnsafePointer<Float>? = nil, into out: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
-        if rows > Self.lowPrecisionRowLimit, let matrix = lowPrecision,
-           matrix.rows == outFeatures, matrix.columns == inFeatures {
-            // Many rows (prefill, vision): the stored weights in place, int8 products for Q8_0.
+        if let matrix = lowPrecision, matrix.rows == outFeatures, matrix.columns == inFeatures {
             matrix.multiplyMany(x, rows: rows, bias: bias, into: out, accumulate: accumulate, pool: DecodePool.shared)
-            return
-        }
-        guard rows <= Self.lowPrecisionRowLimit, let matrix = lowPrecision,
-              matrix.rows == outFeatures, matrix.columns == inFeatures else {
+        } else {
             Kernels.linear(x, rows: rows, inFeatures: inFeatures, weight: pointer, outFeatures: outFeatures,
                            bias: bias, into: out, accumulate: accumulate)
-            return
-        }
-        let pool = DecodePool.shared
-        if accumulate {
-            let product = FloatBuffer(count: rows * outFeatures)
-            matrix.multiply(x, rows: rows, into: product.pointer, pool: pool)
-            Kernels.add(out, product.pointer, into: out, count: rows * outFeatures)
-        } else {
-            matrix.multiply(x, rows: rows, into: out, pool: pool)
-        }
-        if let bias {
-            for r in 0..<rows { Kernels.add(out + r * outFeatures, bias, into: out + r * outFeatures, count: outFeatures) }
         }
     }
 }
