@@ -25,16 +25,48 @@ public final class Engine: @unchecked Sendable {
         return try model.imageEmbeddings(pixels: pixels, images: count)
     }
 
+    /// What a new sequence starts from: its prompt, the features of its images (in placeholder
+    /// order), how it samples and when it stops.
+    public struct SequenceRequest: Sendable {
+        public var prompt: [Int]
+        public var images: [[Float]]
+        public var sampling: SamplingSettings
+        public var stop: StopConditions
+
+        public init(prompt: [Int], images: [[Float]] = [], sampling: SamplingSettings, stop: StopConditions) {
+            self.prompt = prompt
+            self.images = images
+            self.sampling = sampling
+            self.stop = stop
+        }
+    }
+
     /// Starts a sequence: embeds the prompt (images into their placeholder runs, in order) and
     /// runs it through the decoder, leaving the logits for the first new token.
     public func start(prompt: [Int], images: [[Float]] = [], sampling: SamplingSettings,
                       stop: StopConditions) throws(ModelError) -> GenerationSequence {
-        guard !prompt.isEmpty else { throw ModelError(.invalidInput, "empty prompt") }
-        if let problem = sampling.problem { throw ModelError(.invalidInput, problem) }
-        let embeddings = try model.promptEmbeddings(tokens: prompt, images: images)
-        let cache = model.decoder.makeCache(capacity: prompt.count + max(stop.maxNewTokens, 0) + 1)
-        let logits = try model.decoder.forward([(cache, embeddings)])[0]
-        return GenerationSequence(promptTokens: prompt, cache: cache, sampler: Sampler(sampling), stop: stop, logits: logits)
+        try start([SequenceRequest(prompt: prompt, images: images, sampling: sampling, stop: stop)])[0]
+    }
+
+    /// Starts several sequences with one prefill pass: their prompts go through the decoder as
+    /// one batch of rows (each into its own KV cache), so every weight is read once for all of
+    /// them. The result is the same as starting each alone. All requests are checked before any
+    /// work: one bad request throws and starts none.
+    public func start(_ requests: [SequenceRequest]) throws(ModelError) -> [GenerationSequence] {
+        var inputs: [(cache: KVCache, embeddings: [Float])] = []
+        for request in requests {
+            guard !request.prompt.isEmpty else { throw ModelError(.invalidInput, "empty prompt") }
+            if let problem = request.sampling.problem { throw ModelError(.invalidInput, problem) }
+            let embeddings = try model.promptEmbeddings(tokens: request.prompt, images: request.images)
+            let cache = model.decoder.makeCache(capacity: request.prompt.count + max(request.stop.maxNewTokens, 0) + 1)
+            inputs.append((cache, embeddings))
+        }
+        guard !inputs.isEmpty else { return [] }
+        let logits = try model.decoder.forward(inputs)
+        return zip(requests, zip(inputs, logits)).map { request, pair in
+            GenerationSequence(promptTokens: request.prompt, cache: pair.0.cache, sampler: Sampler(request.sampling),
+                               stop: request.stop, logits: pair.1)
+        }
     }
 
     /// One decode step for every unfinished sequence: draw each one's next token, then run all

@@ -118,6 +118,7 @@ public final class EngineJobExecutor: JobExecutor {
             }
         }
 
+        var ready: [(admission: Admission, images: [[Float]], visionMs: Double)] = []
         for admission in admissions {
             let job = admission.job
             var images: [[Float]] = []
@@ -138,24 +139,52 @@ public final class EngineJobExecutor: JobExecutor {
             }
             // This job's share of the batched pass, by the images encoded for it.
             let visionMs = admission.preprocessMs + (batch.count > 0 ? encoderMs * Double(ownEncoded) / Double(batch.count) : 0)
-            let start = DispatchTime.now()
-            let sequence: GenerationSequence
-            do {
-                sequence = try engine.start(prompt: admission.prompt, images: images, sampling: admission.sampling,
-                                            stop: admission.stop)
-            } catch {
-                outcomes.append(.failed(id: job.id, reason: "cannot run the prompt: \(error)"))
-                continue
-            }
-            let running = RunningJob(id: job.id, sequence: sequence, visionMs: visionMs,
-                                     prefillMs: milliseconds(since: start), cacheHits: admission.cacheHits)
-            if sequence.isFinished {
-                outcomes.append(answer(running))
-            } else {
-                self.running.append(running)
+            ready.append((admission, images, visionMs))
+        }
+
+        for (job, result) in zip(ready, prefill(ready.map { ($0.admission, $0.images) })) {
+            switch result {
+            case .failure(let failure):
+                outcomes.append(.failed(id: job.admission.job.id, reason: failure.reason))
+            case .success(let (sequence, prefillMs)):
+                let running = RunningJob(id: job.admission.job.id, sequence: sequence, visionMs: job.visionMs,
+                                         prefillMs: prefillMs, cacheHits: job.admission.cacheHits)
+                if sequence.isFinished {
+                    outcomes.append(answer(running))
+                } else {
+                    self.running.append(running)
+                }
             }
         }
         return outcomes
+    }
+
+    /// Prefills the admitted jobs in one decoder pass (each weight read once for all of them), each
+    /// job charged a share of its time by prompt length. If the pass fails, each job is tried
+    /// alone, so that one job's bad prompt fails that job only.
+    private func prefill(_ jobs: [(admission: Admission, images: [[Float]])]) -> [Result<(GenerationSequence, Double), JobFailure>] {
+        func request(_ job: (admission: Admission, images: [[Float]])) -> Engine.SequenceRequest {
+            Engine.SequenceRequest(prompt: job.admission.prompt, images: job.images, sampling: job.admission.sampling,
+                                   stop: job.admission.stop)
+        }
+        guard !jobs.isEmpty else { return [] }
+        let start = DispatchTime.now()
+        if jobs.count > 1, let sequences = try? engine.start(jobs.map(request)) {
+            let elapsed = milliseconds(since: start)
+            let tokens = Double(jobs.reduce(0) { $0 + $1.admission.prompt.count })
+            return sequences.map { sequence in
+                .success((sequence, elapsed * Double(sequence.promptTokens.count) / tokens))
+            }
+        }
+        return jobs.map { job in
+            let start = DispatchTime.now()
+            do {
+                let sequence = try engine.start([request(job)])[0]
+                return .success((sequence, milliseconds(since: start)))
+            } catch {
+                return .failure(JobFailure(reason: "cannot run the prompt: \(error)"))
+            }
+        }
     }
 
     public func step() -> [JobOutcome] {

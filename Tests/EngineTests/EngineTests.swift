@@ -123,6 +123,39 @@ struct EngineTests {
         }
     }
 
+    @Test(arguments: ["gen2", "gen3"])
+    func prefillOfSeveralPromptsTogetherEqualsEachAlone(generation: String) throws {
+        let engine = try EngineFixtures.engine(generation)
+        let cases = ["text", "img1", "multi", "img2"]
+        let prompts = try cases.map { try EngineFixtures.prompt(generation, $0, engine: engine) }
+        let stop = StopConditions(maxNewTokens: 5, stopTokenIDs: [])
+        let requests = prompts.map { Engine.SequenceRequest(prompt: $0.ids, images: $0.images, sampling: .argmax, stop: stop) }
+        let together = try engine.start(requests)
+        #expect(together.count == cases.count)
+        for (i, request) in requests.enumerated() {
+            let alone = try engine.start([request])[0]
+            #expect(together[i].position == prompts[i].ids.count, "\(cases[i])")
+            #expect(relativeError(together[i].nextLogits, alone.nextLogits) < 1e-5, "\(cases[i])")
+            while !alone.isFinished { try engine.step([alone]) }
+            while !together[i].isFinished { try engine.step([together[i]]) }
+            #expect(together[i].outputTokens == alone.outputTokens, "\(cases[i])")
+        }
+        // The fixture's own first logits, from the batched pass.
+        let logits = try NPYArray(contentsOf: EngineFixtures.caseFolder(generation, "img1").appendingPathComponent("logits_last.npy")).floats
+        #expect(relativeError(try engine.start(requests)[1].nextLogits, logits) < 1e-3)
+    }
+
+    @Test func oneBadRequestStartsNoneOfTheBatch() throws {
+        let engine = try EngineFixtures.engine("gen2")
+        let prompt = try EngineFixtures.prompt("gen2", "multi", engine: engine)
+        let stop = StopConditions(maxNewTokens: 1, stopTokenIDs: [])
+        #expect(throws: ModelError.self) {
+            _ = try engine.start([Engine.SequenceRequest(prompt: prompt.ids, images: prompt.images, sampling: .argmax, stop: stop),
+                                  Engine.SequenceRequest(prompt: prompt.ids, images: Array(prompt.images.prefix(1)),
+                                                         sampling: .argmax, stop: stop)])
+        }
+    }
+
     @Test func imageCountMustMatchPlaceholderRuns() throws {
         let engine = try EngineFixtures.engine("gen2")
         let prompt = try EngineFixtures.prompt("gen2", "multi", engine: engine)

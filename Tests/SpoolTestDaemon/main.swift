@@ -66,7 +66,7 @@ guard arguments.count == 6 || arguments.count == 7, let batch = Int(arguments[3]
     exit(64)
 }
 let dieAfter = arguments.count == 7 ? Int(arguments[6]) ?? 0 : 0
-FileManager.default.createFile(atPath: arguments[5], contents: nil)
+_ = FileManager.default.createFile(atPath: arguments[5], contents: nil)
 guard let log = FileHandle(forWritingAtPath: arguments[5]) else { exit(66) }
 log.seekToEndOfFile()
 
