@@ -10,7 +10,8 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure a model file's speed on this machine.",
         discussion: """
-            Vision encoder ms/image at batch 1 and 8, prefill tokens/s of an image prompt (LLM only), \
+            Vision encoder ms/image at batch 1 and 8, prefill tokens/s of an image prompt (LLM only; alone \
+            and 8 prompts in one pass, as the daemon prefills an admission), \
             decode tokens/s at batch 1 and 8 (all sequences), peak RSS and threads. Each figure is the \
             median of --repeats runs after one warm-up; images are synthetic pixels. In brackets: the \
             process CPU time of the same runs (all threads), which stays meaningful on a busy machine.
@@ -80,6 +81,10 @@ struct Bench: AsyncParsableCommand {
                 _ = try engine.start(prompt: prompt.ids, images: features, sampling: .argmax, stop: noStop)
             }
             rows.append(("prefill, \(prompt.ids.count)-token prompt", String(format: "%.0f tokens/s, %.1f ms (cpu %.1f)", Double(prompt.ids.count) / prefill, prefill * 1000, prefillCPU * 1000)))
+            // What the daemon does with an admission of 8 jobs: one prefill pass over all their prompts.
+            let together = [Engine.SequenceRequest](repeating: Engine.SequenceRequest(prompt: prompt.ids, images: features, sampling: .argmax, stop: noStop), count: 8)
+            let (batched, batchedCPU) = try median(repeats) { _ = try engine.start(together) }
+            rows.append(("prefill, 8 prompts together", String(format: "%.0f tokens/s, %.1f ms/prompt (cpu %.1f)", Double(8 * prompt.ids.count) / batched, batched * 1000 / 8, batchedCPU * 1000 / 8)))
         }
 
         let batchSizes = batches.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }

@@ -49,6 +49,11 @@ def parse_args(argv=None):
     p.add_argument("--sincos-positions", type=float, default=0.0)
     p.add_argument("--oriented-filters", type=float, default=0.0)
     p.add_argument("--mask-weight", type=float, default=1.0)
+    p.add_argument("--geometry-weight", type=float, default=0.0,
+                   help="weight of each token's boundary directions and corners (scenes.patch_geometry)")
+    p.add_argument("--grid-positions", type=float, default=0.0, help="scale of train.grid_positions (0: off)")
+    p.add_argument("--mimetic", type=float, nargs=2, default=None, metavar=("QK", "VO"),
+                   help="train.mimetic_attention strengths")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -92,26 +97,36 @@ def main(argv=None):
         if args.sincos_positions:
             enc.vision_model.embeddings.position_embedding.weight.copy_(
                 train.sincos_positions(side, args.width, args.sincos_positions))
+        if args.grid_positions:
+            enc.vision_model.embeddings.position_embedding.weight.copy_(
+                train.grid_positions(side, args.width, args.grid_positions))
+    if args.mimetic:
+        train.mimetic_attention(enc, *args.mimetic, seed=args.seed)
     pooled, per_token, outline = (torch.nn.Linear(args.width, 4), torch.nn.Linear(args.width, 5),
                                   torch.nn.Linear(args.width, train.MASK_CELLS ** 2))
-    params = [*enc.parameters(), *pooled.parameters(), *per_token.parameters(), *outline.parameters()]
+    geometry = torch.nn.Linear(args.width, scenes.GEOMETRY_VALUES)
+    params = [*enc.parameters(), *pooled.parameters(), *per_token.parameters(), *outline.parameters(),
+              *geometry.parameters()]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.05)
     hist = {"shape": [], "token": [], "outline": []}
     t0 = time.time()
     for step in range(args.steps):
-        px, y, tok, cells = [], [], [], []
+        px, y, tok, cells, geo = [], [], [], [], []
         for k in range(args.images):
             sc = scene_for(args.scenes, 1_000_000 * (args.seed + 1) + step * 1000 + k)
             px.append(preprocess(scenes.render(sc, 256), args.image_size))
             y.append(scenes.SHAPES.index(sc.shapes[0].kind))
             tok.append(np.where(scenes.patch_labels(sc, side) == 0, 4, y[-1]))
             cells.append(scenes.patch_masks(sc, side, train.MASK_CELLS))
+            geo.append(scenes.patch_geometry(sc, side))
         y, tok = torch.tensor(y), torch.tensor(np.stack(tok))
         cells = torch.tensor(np.stack(cells)).float()
+        geo = torch.tensor(np.stack(geo))
         feats = enc(torch.stack(px))
         lp, lt, lo = pooled(feats.mean(1)), per_token(feats), outline(feats)
         loss = (F.cross_entropy(lp, y) + F.cross_entropy(lt.reshape(-1, 5), tok.reshape(-1)) +
-                args.mask_weight * F.binary_cross_entropy_with_logits(lo, cells))
+                args.mask_weight * F.binary_cross_entropy_with_logits(lo, cells) +
+                args.geometry_weight * F.mse_loss(geometry(feats), geo))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

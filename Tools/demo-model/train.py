@@ -70,10 +70,16 @@ def parse_args(argv=None):
     p.add_argument("--vision-warmup", type=int, default=0,
                    help="first steps train only the encoder, projector and probe (no conversations)")
     p.add_argument("--vision-warmup-images", type=int, default=48, help="pictures per vision warm-up step")
+    p.add_argument("--vision-warmup-lr", type=float, default=None, help="peak learning rate of the vision warm-up (default --lr)")
+    p.add_argument("--vision-warmup-schedule", choices=["cosine", "constant"], default="cosine",
+                   help="learning rate through the vision warm-up after its first --warmup steps: shapes are learnt "
+                        "late (after ~60k pictures), so a decaying rate can end the warm-up before they are")
     p.add_argument("--sincos-positions", type=float, default=0.0,
                    help="initialise the encoder's position table as 2-D sine/cosine times this (0: random)")
     p.add_argument("--oriented-filters", type=float, default=0.0,
                    help="initialise 64 patch-embedding filters as oriented Gabor pairs times this (0: random)")
+    p.add_argument("--present-weight", type=float, default=0.0,
+                   help="weight of the probe's which-shapes-are-there target on the mean image feature")
     p.add_argument("--mask-weight", type=float, default=1.0, help="weight of the probe's per-patch outline target")
     p.add_argument("--snapshot-at", type=int, nargs="*", default=[], help="also save the model after these steps")
     p.add_argument("--log-every", type=int, default=10)
@@ -178,7 +184,9 @@ class AuxiliaryProbe(torch.nn.Module):
         self.head = torch.nn.Linear(hidden, sum(n for _, n in AUX_GROUPS))
         self.patch_head = torch.nn.Linear(hidden, 9 + 5)
         self.mask_head = torch.nn.Linear(hidden, MASK_CELLS * MASK_CELLS)
+        self.present_head = torch.nn.Linear(hidden, len(scenes.SHAPES))
         self.mask_weight = 1.0
+        self.present_weight = 0.0
 
     def forward(self, feats, targets):
         logits = self.head(feats.mean(1))
@@ -188,6 +196,16 @@ class AuxiliaryProbe(torch.nn.Module):
             o += n
         self.last_accuracy = {}
         pooled = loss / len(AUX_GROUPS)
+        # Which shapes the picture holds, whatever their order: the shape signal of the slots above at full
+        # weight and without the left/right bookkeeping a mean cannot do (the probe shape_probe.py learnt with).
+        slots = [g for g, (name, _) in enumerate(AUX_GROUPS) if name.startswith("shape")]
+        present = torch.zeros(feats.shape[0], len(scenes.SHAPES) + 1)
+        for g in slots:
+            present[torch.arange(feats.shape[0]), targets[:, g]] = 1.0
+        present = present[:, :len(scenes.SHAPES)]
+        present_logits = self.present_head(feats.mean(1))
+        if self.present_weight:
+            pooled = pooled + self.present_weight * F.binary_cross_entropy_with_logits(present_logits, present)
         n_tok = feats.shape[1]
         per_tok = self.patch_head(feats)                                   # [N, 64, 14]
         pt = targets[:, len(AUX_GROUPS):]
@@ -203,6 +221,7 @@ class AuxiliaryProbe(torch.nn.Module):
             on = shape_t != 4
             hit = (per_tok[..., 9:].argmax(-1) == shape_t)[on]
             self.last_accuracy["token_shape"] = hit.float().mean().item() if hit.numel() else 0.0
+            self.last_accuracy["shapes_present"] = ((present_logits > 0).float() == present).all(1).float().mean().item()
         return pooled + dense
 
 
@@ -312,6 +331,43 @@ def sincos_positions(side: int, dim: int, scale: float) -> torch.Tensor:
     return (table * scale).float()
 
 
+def grid_positions(side: int, dim: int, scale: float) -> torch.Tensor:
+    """2-D sine/cosine position table whose frequencies suit a small grid (one to a few patches per
+    period, not the 10000-based ladder, whose slow half is nearly constant over 8 patches): the dot
+    product of two rows then falls off with their distance, so attention that compares rows (see
+    `mimetic_attention`) looks at a patch's neighbourhood."""
+    quarter = dim // 4
+    omega = torch.linspace(0.35, 2.2, quarter, dtype=torch.float64)
+    grid = torch.arange(side, dtype=torch.float64)
+    rows, cols = torch.meshgrid(grid, grid, indexing="ij")
+    parts = []
+    for coord in (rows.reshape(-1), cols.reshape(-1)):
+        ang = coord[:, None] * omega[None]
+        parts += [ang.sin(), ang.cos()]
+    table = torch.cat(parts, dim=1)
+    if table.shape[1] < dim:
+        table = torch.cat([table, torch.zeros(side * side, dim - table.shape[1], dtype=torch.float64)], dim=1)
+    return (table * scale).float()
+
+
+def mimetic_attention(encoder, qk: float, vo: float, noise: float = 0.02, seed: int = 0) -> None:
+    """Initialises every encoder attention layer so that W_q W_k^T ~ qk I and W_v W_o ~ -vo I (the
+    'mimetic' initialisation of Trockman & Kolter, 2023): from the first step a token attends to the
+    tokens most like it, which with `grid_positions` are its neighbours, and subtracts their mean,
+    which turns flat regions to zero and keeps edges. A from-scratch ViT otherwise has to learn this
+    locality from the pictures, which is what kept shapes at chance."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in encoder.vision_model.encoder.layers:
+            att = layer.self_attn
+            d = att.q_proj.weight.shape[0]
+            eye = torch.eye(d)
+            for proj, sign, amount in ((att.q_proj, 1.0, qk), (att.k_proj, 1.0, qk),
+                                       (att.v_proj, 1.0, vo), (att.out_proj, -1.0, vo)):
+                proj.weight.copy_(sign * amount ** 0.5 * eye + noise * torch.randn(d, d, generator=g))
+                proj.bias.zero_()
+
+
 def build_model(args) -> MiniMindVLM:
     vc = VisionConfig(hidden_size=args.vision_hidden, intermediate_size=4 * args.vision_hidden,
                       num_hidden_layers=args.vision_layers, num_attention_heads=args.vision_heads,
@@ -347,6 +403,7 @@ def main(argv=None):
     probe = AuxiliaryProbe(args.hidden) if args.aux_weight > 0 else None
     if probe is not None:
         probe.mask_weight = args.mask_weight
+        probe.present_weight = args.present_weight
     params = list(model.named_parameters()) + (list(probe.named_parameters()) if probe else [])
     decay = [p for n, p in params if p.dim() >= 2]
     no_decay = [p for n, p in params if p.dim() < 2]
@@ -356,16 +413,20 @@ def main(argv=None):
     def lr_at(step):
         # The vision warm-up and the conversations each get their own warm-up and cosine: the decoder starts
         # from scratch when the conversations begin and needs the full learning rate then.
-        start, end = (0, args.vision_warmup) if step < args.vision_warmup else (args.vision_warmup, args.steps)
+        vision = step < args.vision_warmup
+        peak = (args.vision_warmup_lr or args.lr) if vision else args.lr
+        start, end = (0, args.vision_warmup) if vision else (args.vision_warmup, args.steps)
         step -= start
         if step < args.warmup:
-            return args.lr * (step + 1) / args.warmup
+            return peak * (step + 1) / args.warmup
+        if vision and args.vision_warmup_schedule == "constant":
+            return peak
         prog = (step - args.warmup) / max(1, end - start - args.warmup)
-        return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, prog))))
+        return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, prog))))
 
     log = []
     start = time.time()
-    ema, tok_shape = None, None
+    ema, tok_shape, present_ema = None, None, None
     data_time = 0.0
     step = 0
     loader = torch.utils.data.DataLoader(SceneBatches(args), batch_size=None, shuffle=False,
@@ -386,14 +447,17 @@ def main(argv=None):
         lv, av = loss.item(), aux.item()
         tok = probe.last_accuracy.get("token_shape", 0.0) if probe is not None else 0.0
         tok_shape = tok if tok_shape is None else 0.9 * tok_shape + 0.1 * tok
+        pres = probe.last_accuracy.get("shapes_present", 0.0) if probe is not None else 0.0
+        present_ema = pres if present_ema is None else 0.9 * present_ema + 0.1 * pres
         if step >= args.vision_warmup:
             ema = lv if ema is None else 0.95 * ema + 0.05 * lv
         if step % args.log_every == 0 or step == args.steps - 1:
             el = time.time() - start
-            print(f"step {step:5d}  loss {lv:.4f}  ema {ema or 0:.4f}  aux {av:.3f}  token-shape {tok_shape:.2f}  "
+            print(f"step {step:5d}  loss {lv:.4f}  ema {ema or 0:.4f}  aux {av:.3f}  token-shape {tok_shape:.2f}  shapes-present {present_ema:.2f}  "
                   f"lr {lr_at(step):.2e}  "
                   f"{(step + 1) / el:.3f} steps/s  data {data_time / el:.0%}  elapsed {el:.0f}s", flush=True)
-            log.append({"step": step, "loss": lv, "ema": ema, "aux": av, "token_shape": tok_shape, "elapsed": el})
+            log.append({"step": step, "loss": lv, "ema": ema, "aux": av, "token_shape": tok_shape, "shapes_present": present_ema,
+                        "elapsed": el})
         if step + 1 in args.snapshot_at:
             save_upstream_layout(model, os.path.join(args.out, f"snapshot-{step + 1}"), f"sft_vlm_{args.hidden}.pth",
                                  model.vision_config.folder_name)
