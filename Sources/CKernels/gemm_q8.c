@@ -182,15 +182,24 @@ static void panel_portable(const int8_t *xq, size_t cols, const float *scale, si
 
 #if CK_X86
 #define QMR 6 // x rows per tile: 6 x 2 int32 and 6 x 2 float accumulators
+// Prefetch distance, measured on a decode step's products (Small-V shapes, 1 thread): 4 records
+// ahead 2.65 -> 2.2 ms at 1 row, 4.06 -> 2.84 ms at 8 rows; 2 and 8 records ahead are slower.
+#define PF_DIST (4 * RECORD_BYTES)
 
 CK_T_VNNI static inline __attribute__((always_inline)) void
 tile_vnni(const int M, const int8_t *xq, size_t ldq, const float *scale, const int32_t *offset, const uint8_t *panel,
-          size_t nb, const float *bias, float *y, size_t ldy, int accumulate, __mmask16 m0, __mmask16 m1) {
+          size_t nb, const float *bias, float *y, size_t ldy, int accumulate, __mmask16 m0, __mmask16 m1,
+          const uint8_t *prefetch_end) {
     __m512 f[QMR][2];
     for (int i = 0; i < M; i++) f[i][0] = f[i][1] = _mm512_setzero_ps();
     for (size_t b = 0; b < nb; b++) {
         const uint8_t *rec = panel + b * RECORD_BYTES;
         const int8_t *xb = xq + b * CK_Q8_0_BLOCK_VALUES;
+        // The first pass over a panel streams it from memory: ask for blocks a few records ahead
+        // (beyond the panel too, into the next one), more loads in flight than the hardware
+        // prefetcher keeps.
+        if (rec + PF_DIST < prefetch_end)
+            for (int l = 0; l < RECORD_BYTES / 64; l++) _mm_prefetch((const char *)rec + PF_DIST + 64 * l, _MM_HINT_T0);
         __m512i a[QMR][2];
         for (int i = 0; i < M; i++) a[i][0] = a[i][1] = _mm512_set1_epi32(-offset[i * nb + b]);
         for (int s = 0; s < 8; s++) {
@@ -229,7 +238,7 @@ tile_vnni(const int M, const int8_t *xq, size_t ldq, const float *scale, const i
 
 CK_T_VNNI static void panel_vnni(const int8_t *xq, size_t cols, const float *scale, const int32_t *offset, size_t m,
                                  const uint8_t *panel, size_t nb, const float *bias, float *y, size_t ldy,
-                                 int accumulate, size_t ncols) {
+                                 int accumulate, size_t ncols, const uint8_t *prefetch_end) {
     __mmask16 m0 = (__mmask16)(ncols >= 16 ? 0xffffu : (1u << ncols) - 1);
     __mmask16 m1 = (__mmask16)(ncols >= 32 ? 0xffffu : ncols > 16 ? (1u << (ncols - 16)) - 1 : 0);
     for (size_t i0 = 0; i0 < m; i0 += QMR) {
@@ -239,12 +248,12 @@ CK_T_VNNI static void panel_vnni(const int8_t *xq, size_t cols, const float *sca
         const int32_t *oi = offset + i0 * nb;
         float *yi = y + i0 * ldy;
         switch (mg) {
-        case 1: tile_vnni(1, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1); break;
-        case 2: tile_vnni(2, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1); break;
-        case 3: tile_vnni(3, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1); break;
-        case 4: tile_vnni(4, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1); break;
-        case 5: tile_vnni(5, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1); break;
-        default: tile_vnni(QMR, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1); break;
+        case 1: tile_vnni(1, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, i0 == 0 ? prefetch_end : panel); break;
+        case 2: tile_vnni(2, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, i0 == 0 ? prefetch_end : panel); break;
+        case 3: tile_vnni(3, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, i0 == 0 ? prefetch_end : panel); break;
+        case 4: tile_vnni(4, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, i0 == 0 ? prefetch_end : panel); break;
+        case 5: tile_vnni(5, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, i0 == 0 ? prefetch_end : panel); break;
+        default: tile_vnni(QMR, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, i0 == 0 ? prefetch_end : panel); break;
         }
     }
 }
@@ -271,7 +280,8 @@ static void run_panels(int fast, const void *packed, size_t rows, size_t cols, c
         const float *bp = bias ? bias + r0 : NULL;
 #if CK_X86
         if (fast) {
-            panel_vnni(xq, cols, scale, offset, m, panel, nb, bp, y + r0, ldy, accumulate, ncols);
+            panel_vnni(xq, cols, scale, offset, m, panel, nb, bp, y + r0, ldy, accumulate, ncols,
+                       (const uint8_t *)packed + panel_end * panel_bytes);
             continue;
         }
 #else
