@@ -42,11 +42,13 @@ public final class Parameter: @unchecked Sendable {
     /// vision); the file's pages it came from are released and never read again.
     let panels: Int8PanelMatrix?
 
-    init(tensor: Tensor) throws(ModelError) {
+    /// - Parameter copyFloat32: copy float32 tensors instead of using them in place, so that nothing
+    ///   reads the file after loading (see `WeightLoader.ownsWeights`).
+    init(tensor: Tensor, copyFloat32: Bool = false) throws(ModelError) {
         name = tensor.name
         shape = tensor.shape
         let count = tensor.elementCount
-        if tensor.dtype == .float32, tensor.bytes.isMapped,
+        if tensor.dtype == .float32, tensor.bytes.isMapped, !copyFloat32,
            let address = tensor.bytes.withUnsafeBytes({ $0.baseAddress }),
            Int(bitPattern: address) % MemoryLayout<Float>.alignment == 0 {
             // The map outlives this object through `source`, so the address stays valid.
@@ -178,6 +180,26 @@ public final class Parameter: @unchecked Sendable {
 /// tensor's name instead of producing garbage.
 struct WeightLoader {
     let file: any ModelFile
+    /// Whether every weight is held in memory of our own (Q8_0 packed into int8 panels, float32
+    /// copied, the rest widened) so that the file is not read after loading: set for files with
+    /// Q8_0 matrices where they are packed. Then `releaseFilePages()` drops the whole file from
+    /// resident memory. (Released pages must not be read again: the kernel maps whole large folios
+    /// of the page cache on a fault, so reading one small in-place tensor would bring back the
+    /// packed neighbours' pages too.)
+    let ownsWeights: Bool
+    private let loaded = LoadedTensors()
+
+    init(file: any ModelFile) {
+        self.file = file
+        ownsWeights = Parameter.packsQ8_0 && ((file as? any TensorSource)?.tensors.contains { $0.dtype == .q8_0 } ?? false)
+    }
+
+    /// Drops the pages of every tensor loaded so far from resident memory when `ownsWeights`
+    /// (they were copied or packed); call once the model is built.
+    func releaseFilePages() {
+        guard ownsWeights else { return }
+        for bytes in loaded.all { bytes.releaseResidentPages() }
+    }
 
     func load(_ name: String, _ shape: [Int]) throws(ModelError) -> Parameter {
         guard let tensor = file.tensor(named: name) else {
@@ -188,8 +210,17 @@ struct WeightLoader {
             throw ModelError(.invalidModel, "tensor \(name) in \(file.sourceDescription) has shape \(tensor.shape); "
                 + "the metadata implies \(shape)")
         }
-        return try Parameter(tensor: tensor)
+        let parameter = try Parameter(tensor: tensor, copyFloat32: ownsWeights)
+        if ownsWeights { loaded.append(tensor.bytes) }
+        return parameter
     }
 
     func has(_ name: String) -> Bool { file.tensor(named: name) != nil }
+}
+
+/// The bytes of the tensors a loader has read, to release their pages once the model is built.
+private final class LoadedTensors: Sendable {
+    private let bytes = Mutex<[TensorBytes]>([])
+    func append(_ tensor: TensorBytes) { bytes.withLock { $0.append(tensor) } }
+    var all: [TensorBytes] { bytes.withLock { $0 } }
 }
