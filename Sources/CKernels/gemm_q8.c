@@ -11,7 +11,6 @@
 // int32 sum, which then is Σ qw · qx exactly. The panel is read front to back, one stream.
 #include "ckernels.h"
 #include "ck_internal.h"
-#include "ck_decode.h"
 #include "ck_many_rows.h"
 
 #include <math.h>
@@ -287,6 +286,7 @@ static void run_panels(int fast, const void *packed, size_t rows, size_t cols, c
 #else
         (void)fast;
 #endif
+        // The portable path sums qw · qx directly: no offset to cancel.
         (void)offset;
         panel_portable(xq, cols, scale, m, panel, nb, bp, y + r0, ldy, accumulate, ncols);
     }
@@ -295,8 +295,7 @@ static void run_panels(int fast, const void *packed, size_t rows, size_t cols, c
 int ck_q8_packed_panels(int isa, const void *packed, size_t rows, size_t cols, const int8_t *xq,
                         const float *scale, const int32_t *offset, size_t m, const float *bias, float *y,
                         size_t ldy, int accumulate, size_t panel_begin, size_t panel_end) {
-    if (cols % CK_Q8_0_BLOCK_VALUES) return -1;
-    if (cols == 0) return -1;
+    if (cols == 0 || cols % CK_Q8_0_BLOCK_VALUES) return -1;
     run_panels(use_vnni(isa), packed, rows, cols, xq, scale, offset, m, bias, y, ldy, accumulate, panel_begin,
                panel_end);
     return 0;
