@@ -1,40 +1,109 @@
-// Products of Q8_0 weights with many int8-quantised activation rows (vision encoder, projector,
-// prefill): see ck_many_rows.h for the arithmetic.
+// Products of Q8_0 weights packed once into int8 panels with int8-quantised activation rows:
+// see ck_many_rows.h for the arithmetic.
 //
-// Layout of a packed panel (32 output rows r0 .. r0+31, all blocks): for block b and step s
-// (4 values), 32 lanes of 4 signed bytes, lane j = qw[r0 + j, 32b + 4s .. 32b + 4s + 3] — exactly
-// the operand vpdpbusd multiplies by 4 broadcast bytes of x. Then dw[b][32] and cw[b][32] =
-// 128 · dw · Σ qw, which removes the +128 offset of the unsigned x bytes from each block's sum.
+// A panel holds 32 output rows r0 .. r0+31. For each block b of 32 values it is one record of
+// CK_Q8_PANEL_BLOCK_BYTES (1088 = 17 cache lines, as many bytes as the 32 rows' Q8_0 blocks):
+// - 8 steps s of 4 values: 32 lanes of 4 unsigned bytes, lane j = qw[r0 + j, 32b + 4s + t] + 128
+//   (t < 4): exactly the operand vpdpbusd multiplies by 4 broadcast signed bytes of x;
+// - the 32 rows' float16 scales d, as stored in the file.
+// The +128 makes the weights the unsigned operand, so the correction 128 · Σ qx depends on x
+// alone: it is computed once per row and block when x is quantised and starts the block's
+// int32 sum, which then is Σ qw · qx exactly. The panel is read front to back, one stream.
 #include "ckernels.h"
 #include "ck_internal.h"
 #include "ck_many_rows.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define P CK_Q8_PANEL
-#define STEP_BYTES (P * 4)                       // one step of 4 values for 32 lanes
-#define BLOCK_BYTES (8 * STEP_BYTES)             // one block of 32 values
+#define STEP_BYTES (P * 4)                   // one step of 4 values for 32 lanes
+#define QW_BYTES (8 * STEP_BYTES)            // the int8 part of one block record
+#define RECORD_BYTES CK_Q8_PANEL_BLOCK_BYTES // QW_BYTES + 32 float16 scales
 
-size_t ck_q8_panel_scratch_bytes(size_t cols) {
-    size_t nb = cols / CK_Q8_0_BLOCK_VALUES;
-    return nb * BLOCK_BYTES + 2 * nb * P * sizeof(float) + 128;
+_Static_assert(RECORD_BYTES == QW_BYTES + P * 2, "panel record layout");
+_Static_assert(RECORD_BYTES % 64 == 0, "records keep 64-byte alignment");
+
+size_t ck_q8_panel_bytes(size_t cols) { return cols / CK_Q8_0_BLOCK_VALUES * RECORD_BYTES; }
+
+size_t ck_q8_packed_bytes(size_t rows, size_t cols) {
+    if (cols % CK_Q8_0_BLOCK_VALUES) return 0;
+    return (rows + P - 1) / P * ck_q8_panel_bytes(cols);
 }
 
+// ---- Packing and unpacking ----------------------------------------------------------------------
+
+int ck_q8_pack_panels(const void *w, size_t rows, size_t cols, void *packed, size_t panel_begin, size_t panel_end) {
+    size_t rb = ck_row_bytes(CK_FORMAT_Q8_0, cols);
+    if (rb == 0) return -1;
+    size_t nb = cols / CK_Q8_0_BLOCK_VALUES, panel_bytes = ck_q8_panel_bytes(cols);
+    for (size_t p = panel_begin; p < panel_end && p * P < rows; p++) {
+        uint8_t *panel = (uint8_t *)packed + p * panel_bytes;
+        for (size_t j = 0; j < P; j++) {
+            size_t r = p * P + j;
+            if (r >= rows) { // padding rows: weight 0 (stored as 128), scale 0
+                for (size_t b = 0; b < nb; b++) {
+                    uint8_t *rec = panel + b * RECORD_BYTES;
+                    for (size_t s = 0; s < 8; s++) memset(rec + s * STEP_BYTES + j * 4, 0x80, 4);
+                    memset(rec + QW_BYTES + 2 * j, 0, 2);
+                }
+                continue;
+            }
+            const uint8_t *row = (const uint8_t *)w + r * rb;
+            for (size_t b = 0; b < nb; b++) {
+                const uint8_t *blk = row + b * CK_Q8_0_BLOCK_BYTES;
+                uint8_t *rec = panel + b * RECORD_BYTES;
+                memcpy(rec + QW_BYTES + 2 * j, blk, 2);
+                for (size_t s = 0; s < 8; s++) {
+                    uint32_t four;
+                    memcpy(&four, blk + 2 + 4 * s, 4);
+                    four ^= 0x80808080u; // int8 q -> q + 128 as uint8, for every byte
+                    memcpy(rec + s * STEP_BYTES + j * 4, &four, 4);
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+void ck_q8_packed_expand_rows(const void *packed, size_t cols, size_t row_begin, size_t row_end, float *dst) {
+    size_t nb = cols / CK_Q8_0_BLOCK_VALUES, panel_bytes = ck_q8_panel_bytes(cols);
+    for (size_t r = row_begin; r < row_end; r++) {
+        const uint8_t *panel = (const uint8_t *)packed + (r / P) * panel_bytes;
+        size_t j = r % P;
+        float *out = dst + (r - row_begin) * cols;
+        for (size_t b = 0; b < nb; b++) {
+            const uint8_t *rec = panel + b * RECORD_BYTES;
+            uint16_t dh;
+            memcpy(&dh, rec + QW_BYTES + 2 * j, 2);
+            float d = ck_f16_to_f32_scalar(dh);
+            for (size_t s = 0; s < 8; s++)
+                for (size_t t = 0; t < 4; t++)
+                    out[b * 32 + 4 * s + t] = (float)((int)rec[s * STEP_BYTES + j * 4 + t] - 128) * d;
+        }
+    }
+}
+
+// ---- Quantising x ------------------------------------------------------------------------------
+
 // One row, per block of 32 values.
-static void quantize_row_portable(const float *x, size_t cols, uint8_t *q, float *scale) {
+static void quantize_row_portable(const float *x, size_t cols, int8_t *q, float *scale, int32_t *offset) {
     for (size_t b = 0; b < cols / CK_Q8_0_BLOCK_VALUES; b++) {
         const float *xb = x + b * CK_Q8_0_BLOCK_VALUES;
-        uint8_t *qb = q + b * CK_Q8_0_BLOCK_VALUES;
+        int8_t *qb = q + b * CK_Q8_0_BLOCK_VALUES;
         float amax = 0.0f;
         for (size_t k = 0; k < CK_Q8_0_BLOCK_VALUES; k++) amax = fabsf(xb[k]) > amax ? fabsf(xb[k]) : amax;
         float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+        int32_t sum = 0;
         for (size_t k = 0; k < CK_Q8_0_BLOCK_VALUES; k++) {
             float v = nearbyintf(xb[k] * id);
             v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
-            qb[k] = (uint8_t)((int)v + 128);
+            qb[k] = (int8_t)v;
+            sum += (int32_t)v;
         }
         scale[b] = d;
+        offset[b] = 128 * sum;
     }
 }
 
@@ -42,8 +111,8 @@ static void quantize_row_portable(const float *x, size_t cols, uint8_t *q, float
 #include <immintrin.h>
 #define CK_T_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
 
-CK_T_AVX512 static void quantize_row_avx512(const float *x, size_t cols, uint8_t *q, float *scale) {
-    __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127), off = _mm512_set1_epi32(128);
+CK_T_AVX512 static void quantize_row_avx512(const float *x, size_t cols, int8_t *q, float *scale, int32_t *offset) {
+    __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
     for (size_t b = 0; b < cols / CK_Q8_0_BLOCK_VALUES; b++) {
         const float *xb = x + b * CK_Q8_0_BLOCK_VALUES;
         __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
@@ -52,11 +121,12 @@ CK_T_AVX512 static void quantize_row_avx512(const float *x, size_t cols, uint8_t
         __m512 vid = _mm512_set1_ps(id);
         // Rounds half to even under the default MXCSR mode, as nearbyintf does.
         __m512i v0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, vid)), v1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, vid));
-        v0 = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(v0, lo), hi), off);
-        v1 = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(v1, lo), hi), off);
+        v0 = _mm512_min_epi32(_mm512_max_epi32(v0, lo), hi);
+        v1 = _mm512_min_epi32(_mm512_max_epi32(v1, lo), hi);
         _mm_storeu_si128((__m128i *)(q + b * CK_Q8_0_BLOCK_VALUES), _mm512_cvtepi32_epi8(v0));
         _mm_storeu_si128((__m128i *)(q + b * CK_Q8_0_BLOCK_VALUES + 16), _mm512_cvtepi32_epi8(v1));
         scale[b] = d;
+        offset[b] = 128 * _mm512_reduce_add_epi32(_mm512_add_epi32(v0, v1));
     }
 }
 #endif
@@ -69,59 +139,39 @@ int ck_q8_gemm_fast(void) {
 #endif
 }
 
-void ck_q8_quantize_rows(const float *x, size_t ldx, size_t m, size_t cols, uint8_t *xq, float *scale) {
+void ck_q8_quantize_rows(const float *x, size_t ldx, size_t m, size_t cols, int8_t *xq, float *scale,
+                         int32_t *offset) {
+    size_t nb = cols / CK_Q8_0_BLOCK_VALUES;
 #if CK_X86
     if (ck_isa_best() >= CK_ISA_AVX512) {
-        for (size_t i = 0; i < m; i++) quantize_row_avx512(x + i * ldx, cols, xq + i * cols, scale + i * (cols / 32));
+        for (size_t i = 0; i < m; i++) quantize_row_avx512(x + i * ldx, cols, xq + i * cols, scale + i * nb, offset + i * nb);
         return;
     }
 #endif
-    for (size_t i = 0; i < m; i++) quantize_row_portable(x + i * ldx, cols, xq + i * cols, scale + i * (cols / 32));
+    for (size_t i = 0; i < m; i++) quantize_row_portable(x + i * ldx, cols, xq + i * cols, scale + i * nb, offset + i * nb);
 }
 
-// Packs output rows r0 .. r0+31 (rows past `rows` as zeros).
-static void pack_panel(const uint8_t *w, size_t rb, size_t rows, size_t nb, size_t r0, int8_t *packed,
-                       float *dw, float *cw) {
-    for (size_t j = 0; j < P; j++) {
-        size_t r = r0 + j;
-        if (r >= rows) {
-            for (size_t b = 0; b < nb; b++) {
-                for (size_t s = 0; s < 8; s++) memset(packed + b * BLOCK_BYTES + s * STEP_BYTES + j * 4, 0, 4);
-                dw[b * P + j] = 0.0f;
-                cw[b * P + j] = 0.0f;
-            }
-            continue;
-        }
-        const uint8_t *row = w + r * rb;
-        for (size_t b = 0; b < nb; b++) {
-            const uint8_t *blk = row + b * CK_Q8_0_BLOCK_BYTES;
-            uint16_t dh;
-            memcpy(&dh, blk, 2);
-            float d = ck_f16_to_f32_scalar(dh);
-            dw[b * P + j] = d;
-            int sum = 0;
-            for (size_t s = 0; s < 8; s++) memcpy(packed + b * BLOCK_BYTES + s * STEP_BYTES + j * 4, blk + 2 + 4 * s, 4);
-            for (size_t t = 0; t < CK_Q8_0_BLOCK_VALUES; t++) sum += (int8_t)blk[2 + t];
-            cw[b * P + j] = 128.0f * d * (float)sum;   // exact: |sum| < 2^12
-        }
-    }
-}
+// ---- Products ----------------------------------------------------------------------------------
 
-// The definition, one output at a time, in the vector path's order of float operations.
-static void panel_portable(const uint8_t *xq, size_t cols, const float *scale, size_t m, const int8_t *packed,
-                           const float *dw, const float *cw, size_t nb, const float *bias, float *y,
-                           size_t ldy, int accumulate, size_t ncols) {
+// The definition, one output at a time, in the vector path's order of float operations:
+// per block t = (float)(Σ qw · qx) · dw (one rounding), then f = fma(t, dx, f).
+static void panel_portable(const int8_t *xq, size_t cols, const float *scale, size_t m, const uint8_t *panel,
+                           size_t nb, const float *bias, float *y, size_t ldy, int accumulate, size_t ncols) {
     for (size_t i = 0; i < m; i++) {
-        const uint8_t *xr = xq + i * cols;
+        const int8_t *xr = xq + i * cols;
         const float *sr = scale + i * nb;
         for (size_t j = 0; j < ncols; j++) {
             float f = 0.0f;
             for (size_t b = 0; b < nb; b++) {
+                const uint8_t *rec = panel + b * RECORD_BYTES;
                 int32_t acc = 0;
                 for (size_t s = 0; s < 8; s++)
                     for (size_t t = 0; t < 4; t++)
-                        acc += (int32_t)xr[b * 32 + 4 * s + t] * (int32_t)packed[b * BLOCK_BYTES + s * STEP_BYTES + j * 4 + t];
-                f = fmaf(fmaf((float)acc, dw[b * P + j], -cw[b * P + j]), sr[b], f);
+                        acc += (int32_t)xr[b * 32 + 4 * s + t] * ((int32_t)rec[s * STEP_BYTES + j * 4 + t] - 128);
+                uint16_t dh;
+                memcpy(&dh, rec + QW_BYTES + 2 * j, 2);
+                float t = (float)acc * ck_f16_to_f32_scalar(dh);
+                f = fmaf(t, sr[b], f);
             }
             float v = bias ? f + bias[j] : f;
             y[i * ldy + j] = accumulate ? y[i * ldy + j] + v : v;
@@ -131,35 +181,43 @@ static void panel_portable(const uint8_t *xq, size_t cols, const float *scale, s
 
 #if CK_X86
 #define QMR 6 // x rows per tile: 6 x 2 int32 and 6 x 2 float accumulators
+// Prefetch distance, measured on a decode step's products (Small-V shapes, 1 thread): 4 records
+// ahead 2.65 -> 2.2 ms at 1 row, 4.06 -> 2.84 ms at 8 rows; 2 and 8 records ahead are slower.
+#define PF_DIST (4 * RECORD_BYTES)
 
 CK_T_VNNI static inline __attribute__((always_inline)) void
-tile_vnni(const int M, const uint8_t *xq, size_t ldq, const float *scale, const int8_t *packed, const float *dw,
-          const float *cw, size_t nb, const float *bias, float *y, size_t ldy, int accumulate, __mmask16 m0,
-          __mmask16 m1) {
+tile_vnni(const int M, const int8_t *xq, size_t ldq, const float *scale, const int32_t *offset, const uint8_t *panel,
+          size_t nb, const float *bias, float *y, size_t ldy, int accumulate, __mmask16 m0, __mmask16 m1,
+          const uint8_t *prefetch_end) {
     __m512 f[QMR][2];
     for (int i = 0; i < M; i++) f[i][0] = f[i][1] = _mm512_setzero_ps();
     for (size_t b = 0; b < nb; b++) {
+        const uint8_t *rec = panel + b * RECORD_BYTES;
+        const int8_t *xb = xq + b * CK_Q8_0_BLOCK_VALUES;
+        // The first pass over a panel streams it from memory: ask for blocks a few records ahead
+        // (beyond the panel too, into the next one), more loads in flight than the hardware
+        // prefetcher keeps.
+        if (rec + PF_DIST < prefetch_end)
+            for (int l = 0; l < RECORD_BYTES / 64; l++) _mm_prefetch((const char *)rec + PF_DIST + 64 * l, _MM_HINT_T0);
         __m512i a[QMR][2];
-        for (int i = 0; i < M; i++) a[i][0] = a[i][1] = _mm512_setzero_si512();
-        const int8_t *pb = packed + b * BLOCK_BYTES;
-        const uint8_t *xb = xq + b * CK_Q8_0_BLOCK_VALUES;
+        for (int i = 0; i < M; i++) a[i][0] = a[i][1] = _mm512_set1_epi32(-offset[i * nb + b]);
         for (int s = 0; s < 8; s++) {
-            __m512i w0 = _mm512_load_si512((const void *)(pb + s * STEP_BYTES));
-            __m512i w1 = _mm512_load_si512((const void *)(pb + s * STEP_BYTES + 64));
+            __m512i w0 = _mm512_load_si512((const void *)(rec + s * STEP_BYTES));
+            __m512i w1 = _mm512_load_si512((const void *)(rec + s * STEP_BYTES + 64));
             for (int i = 0; i < M; i++) {
                 int32_t four;
                 memcpy(&four, xb + i * ldq + 4 * s, 4);
                 __m512i xv = _mm512_set1_epi32(four);
-                a[i][0] = _mm512_dpbusd_epi32(a[i][0], xv, w0);
-                a[i][1] = _mm512_dpbusd_epi32(a[i][1], xv, w1);
+                a[i][0] = _mm512_dpbusd_epi32(a[i][0], w0, xv);
+                a[i][1] = _mm512_dpbusd_epi32(a[i][1], w1, xv);
             }
         }
-        __m512 d0 = _mm512_load_ps(dw + b * P), d1 = _mm512_load_ps(dw + b * P + 16);
-        __m512 c0 = _mm512_load_ps(cw + b * P), c1 = _mm512_load_ps(cw + b * P + 16);
+        __m512 d0 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(rec + QW_BYTES)));
+        __m512 d1 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(rec + QW_BYTES + 32)));
         for (int i = 0; i < M; i++) {
             __m512 s = _mm512_set1_ps(scale[i * nb + b]);
-            f[i][0] = _mm512_fmadd_ps(_mm512_fmsub_ps(_mm512_cvtepi32_ps(a[i][0]), d0, c0), s, f[i][0]);
-            f[i][1] = _mm512_fmadd_ps(_mm512_fmsub_ps(_mm512_cvtepi32_ps(a[i][1]), d1, c1), s, f[i][1]);
+            f[i][0] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[i][0]), d0), s, f[i][0]);
+            f[i][1] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[i][1]), d1), s, f[i][1]);
         }
     }
     __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
@@ -177,57 +235,137 @@ tile_vnni(const int M, const uint8_t *xq, size_t ldq, const float *scale, const 
     }
 }
 
-CK_T_VNNI static void panel_vnni(const uint8_t *xq, size_t cols, const float *scale, size_t m, const int8_t *packed,
-                                 const float *dw, const float *cw, size_t nb, const float *bias, float *y,
-                                 size_t ldy, int accumulate, size_t ncols) {
+CK_T_VNNI static void panel_vnni(const int8_t *xq, size_t cols, const float *scale, const int32_t *offset, size_t m,
+                                 const uint8_t *panel, size_t nb, const float *bias, float *y, size_t ldy,
+                                 int accumulate, size_t ncols, const uint8_t *prefetch_end) {
     __mmask16 m0 = (__mmask16)(ncols >= 16 ? 0xffffu : (1u << ncols) - 1);
     __mmask16 m1 = (__mmask16)(ncols >= 32 ? 0xffffu : ncols > 16 ? (1u << (ncols - 16)) - 1 : 0);
     for (size_t i0 = 0; i0 < m; i0 += QMR) {
         size_t mg = m - i0 < QMR ? m - i0 : QMR;
-        const uint8_t *xi = xq + i0 * cols;
+        const int8_t *xi = xq + i0 * cols;
         const float *si = scale + i0 * nb;
+        const int32_t *oi = offset + i0 * nb;
         float *yi = y + i0 * ldy;
         switch (mg) {
-        case 1: tile_vnni(1, xi, cols, si, packed, dw, cw, nb, bias, yi, ldy, accumulate, m0, m1); break;
-        case 2: tile_vnni(2, xi, cols, si, packed, dw, cw, nb, bias, yi, ldy, accumulate, m0, m1); break;
-        case 3: tile_vnni(3, xi, cols, si, packed, dw, cw, nb, bias, yi, ldy, accumulate, m0, m1); break;
-        case 4: tile_vnni(4, xi, cols, si, packed, dw, cw, nb, bias, yi, ldy, accumulate, m0, m1); break;
-        case 5: tile_vnni(5, xi, cols, si, packed, dw, cw, nb, bias, yi, ldy, accumulate, m0, m1); break;
-        default: tile_vnni(QMR, xi, cols, si, packed, dw, cw, nb, bias, yi, ldy, accumulate, m0, m1); break;
+        case 1: tile_vnni(1, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, i0 == 0 ? prefetch_end : panel); break;
+        case 2: tile_vnni(2, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, i0 == 0 ? prefetch_end : panel); break;
+        case 3: tile_vnni(3, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, i0 == 0 ? prefetch_end : panel); break;
+        case 4: tile_vnni(4, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, i0 == 0 ? prefetch_end : panel); break;
+        case 5: tile_vnni(5, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, i0 == 0 ? prefetch_end : panel); break;
+        default: tile_vnni(QMR, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, i0 == 0 ? prefetch_end : panel); break;
         }
     }
 }
 #endif
 
-int ck_q8_gemm_panels(int isa, const void *w, size_t rows, size_t cols, const uint8_t *xq,
-                      const float *scale, size_t m, const float *bias, float *y, size_t ldy,
-                      int accumulate, size_t panel_begin, size_t panel_end, void *scratch) {
-    size_t rb = ck_row_bytes(CK_FORMAT_Q8_0, cols);
-    if (rb == 0) return -1;
-    size_t nb = cols / CK_Q8_0_BLOCK_VALUES;
-    uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
-    int8_t *packed = (int8_t *)base;
-    float *dw = (float *)(base + nb * BLOCK_BYTES);
-    float *cw = dw + nb * P;
-    int fast = 0;
+static int use_vnni(int isa) {
 #if CK_X86
-    fast = ck_isa_clamp(isa) >= CK_ISA_AVX512 && ck_cpu_has_avx512vnni();
+    return ck_isa_clamp(isa) >= CK_ISA_AVX512 && ck_cpu_has_avx512vnni();
 #else
     (void)isa;
+    return 0;
 #endif
+}
+
+static void run_panels(int fast, const void *packed, size_t rows, size_t cols, const int8_t *xq, const float *scale,
+                       const int32_t *offset, size_t m, const float *bias, float *y, size_t ldy, int accumulate,
+                       size_t panel_begin, size_t panel_end) {
+    size_t nb = cols / CK_Q8_0_BLOCK_VALUES, panel_bytes = ck_q8_panel_bytes(cols);
     for (size_t p = panel_begin; p < panel_end; p++) {
         size_t r0 = p * P;
         if (r0 >= rows) break;
         size_t ncols = rows - r0 < P ? rows - r0 : P;
-        pack_panel(w, rb, rows, nb, r0, packed, dw, cw);
+        const uint8_t *panel = (const uint8_t *)packed + p * panel_bytes;
         const float *bp = bias ? bias + r0 : NULL;
 #if CK_X86
         if (fast) {
-            panel_vnni(xq, cols, scale, m, packed, dw, cw, nb, bp, y + r0, ldy, accumulate, ncols);
+            panel_vnni(xq, cols, scale, offset, m, panel, nb, bp, y + r0, ldy, accumulate, ncols,
+                       (const uint8_t *)packed + panel_end * panel_bytes);
             continue;
         }
+#else
+        (void)fast;
 #endif
-        panel_portable(xq, cols, scale, m, packed, dw, cw, nb, bp, y + r0, ldy, accumulate, ncols);
+        // The portable path sums qw · qx directly: no offset to cancel.
+        (void)offset;
+        panel_portable(xq, cols, scale, m, panel, nb, bp, y + r0, ldy, accumulate, ncols);
     }
+}
+
+int ck_q8_packed_panels(int isa, const void *packed, size_t rows, size_t cols, const int8_t *xq,
+                        const float *scale, const int32_t *offset, size_t m, const float *bias, float *y,
+                        size_t ldy, int accumulate, size_t panel_begin, size_t panel_end) {
+    if (cols == 0 || cols % CK_Q8_0_BLOCK_VALUES) return -1;
+    run_panels(use_vnni(isa), packed, rows, cols, xq, scale, offset, m, bias, y, ldy, accumulate, panel_begin,
+               panel_end);
     return 0;
+}
+
+// ---- Several products with few rows, one job ------------------------------------------------------
+
+typedef struct {
+    const ck_q8_packed_product *product;
+    size_t p0, p1;
+} packed_task;
+
+typedef struct {
+    int fast;
+    size_t cols, m;
+    const int8_t *xq;
+    const float *scale;
+    const int32_t *offset;
+    const packed_task *tasks;
+} packed_job;
+
+static void packed_task_run(void *context, size_t task, size_t ntasks) {
+    (void)ntasks;
+    const packed_job *j = context;
+    const packed_task *t = &j->tasks[task];
+    const ck_q8_packed_product *p = t->product;
+    run_panels(j->fast, p->packed, p->rows, j->cols, j->xq, j->scale, j->offset, j->m, p->bias, p->y, p->ldy,
+               p->accumulate, t->p0, t->p1);
+}
+
+int ck_q8_packed_many(ck_pool *pool, int isa, const ck_q8_packed_product *products, size_t count, size_t cols,
+                      const float *x, size_t ldx, size_t m) {
+    if (cols == 0 || cols % CK_Q8_0_BLOCK_VALUES) return -1;
+    if (m == 0 || count == 0) return 0;
+    size_t nb = cols / CK_Q8_0_BLOCK_VALUES;
+    // x quantised once for every product (a few KiB for decode's rows).
+    int8_t *xq = malloc(m * cols);
+    float *scale = malloc(m * nb * sizeof(float));
+    int32_t *offset = malloc(m * nb * sizeof(int32_t));
+    if (!xq || !scale || !offset) {
+        free(xq); free(scale); free(offset);
+        return -1;
+    }
+    ck_q8_quantize_rows(x, ldx, m, cols, xq, scale, offset);
+
+    size_t panel_bytes = ck_q8_panel_bytes(cols), total_panels = 0;
+    for (size_t p = 0; p < count; p++) total_panels += (products[p].rows + P - 1) / P;
+    int threads = pool ? ck_pool_threads(pool) : 1;
+    // As ck_matmul_many: below ~64 KiB of weights (per group of 4 x-rows) one thread is faster.
+    int alone = threads <= 1 || total_panels * panel_bytes * (m < 4 ? 1 : m / 4) < 65536;
+    // A few chunks per thread, so that a thread delayed by another process is covered by the rest.
+    size_t target = alone ? total_panels : total_panels / ((size_t)threads * 4) + 1;
+    size_t ntasks = 0;
+    for (size_t p = 0; p < count; p++) ntasks += ((products[p].rows + P - 1) / P + target - 1) / target;
+    packed_task stack_tasks[64];
+    packed_task *tasks = ntasks <= 64 ? stack_tasks : malloc(ntasks * sizeof *tasks);
+    int rc = 0;
+    if (!tasks) {
+        rc = -1;
+    } else {
+        size_t n = 0;
+        for (size_t p = 0; p < count; p++) {
+            size_t panels = (products[p].rows + P - 1) / P;
+            for (size_t p0 = 0; p0 < panels; p0 += target)
+                tasks[n++] = (packed_task){&products[p], p0, p0 + target < panels ? p0 + target : panels};
+        }
+        packed_job job = {use_vnni(isa), cols, m, xq, scale, offset, tasks};
+        ck_pool_run(alone ? NULL : pool, packed_task_run, &job, n);
+        if (tasks != stack_tasks) free(tasks);
+    }
+    free(xq); free(scale); free(offset);
+    return rc;
 }

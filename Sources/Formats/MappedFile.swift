@@ -12,6 +12,8 @@ public final class MappedFile: @unchecked Sendable {
     public let path: String
     public let count: Int
     private let base: UnsafeRawPointer?
+    /// A map of a file (pages can be dropped and read again) rather than anonymous memory.
+    private let isFileBacked: Bool
 
     public init(path: String) throws(FormatError) {
         self.path = path
@@ -28,6 +30,7 @@ public final class MappedFile: @unchecked Sendable {
             throw FormatError(.io, "\(path) is not a regular file")
         }
         count = Int(info.st_size)
+        isFileBacked = true
         if count == 0 {
             base = nil
             return
@@ -44,6 +47,7 @@ public final class MappedFile: @unchecked Sendable {
     public init(bytes: [UInt8], path: String) throws(FormatError) {
         self.path = path
         count = bytes.count
+        isFileBacked = false
         if count == 0 {
             base = nil
             return
@@ -80,6 +84,21 @@ public final class MappedFile: @unchecked Sendable {
     /// A copy of the bytes in `range`, which must lie inside the file.
     public func bytes(_ range: Range<Int>) -> [UInt8] {
         withBytes(range) { Array($0) }
+    }
+
+    /// Drops the pages covering `range` from this process's resident memory, for bytes that were
+    /// copied elsewhere and will not be read again (they would be read from the file again if they
+    /// were). The pages at both ends may hold neighbouring bytes: those too are only re-read on
+    /// use, since the map is read-only. Does nothing for in-memory "files", whose pages are the
+    /// only copy.
+    public func releaseResidentPages(_ range: Range<Int>) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= count, "range \(range) outside \(path) (\(count) bytes)")
+        guard isFileBacked, let base, !range.isEmpty else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (Int(bitPattern: base) + range.lowerBound) / page * page
+        let end = (Int(bitPattern: base) + range.upperBound + page - 1) / page * page
+        guard let address = UnsafeMutableRawPointer(bitPattern: start) else { return }
+        madvise(address, end - start, MADV_DONTNEED)
     }
 
     /// Tells the kernel we will read the file front to back (conversion) or at random (inference).

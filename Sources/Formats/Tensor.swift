@@ -43,6 +43,12 @@ public struct TensorBytes: Sendable {
         }
     }
 
+    /// For bytes of a file map that were copied and will not be read again: drops their pages
+    /// from resident memory (`MappedFile.releaseResidentPages`). Owned bytes stay as they are.
+    public func releaseResidentPages() {
+        if case .mapped(let file, let range) = storage { file.releaseResidentPages(range) }
+    }
+
     public var array: [UInt8] {
         switch storage {
         case .mapped(let file, let range): file.bytes(range)

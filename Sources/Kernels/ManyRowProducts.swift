@@ -7,10 +7,9 @@ extension QuantizedMatrix {
 
     /// `out[m, rows] = x[m, columns] · Wᵀ (+ bias)`, or added to `out` with `accumulate`, for many
     /// rows of x (prefill, vision encoder, projector), reading the stored weights in place:
-    /// - Q8_0 with `int8` on a CPU with AVX512-VNNI (`hasInt8Products`): x is quantised like the
-    ///   weights (per row and block of 32: scale max|x| / 127, round half to even) and the int8
-    ///   blocks are multiplied as integers, four times the float32 arithmetic rate; this adds the
-    ///   activations' rounding error.
+    /// - Q8_0 with `int8` on a CPU with AVX512-VNNI (`hasInt8Products`): packed into int8 panels
+    ///   for this call and multiplied as `Int8PanelMatrix.multiplyMany` does (x quantised like the
+    ///   weights; this adds the activations' rounding error). Keep an `Int8PanelMatrix` to pack once.
     /// - otherwise: a block of weight rows at a time is widened to float32 (exact) and multiplied
     ///   by OpenBLAS, so no float32 copy of the whole matrix is ever kept.
     /// Rows of x are `columns` floats apart, rows of `out` `rows` floats apart.
@@ -18,7 +17,7 @@ extension QuantizedMatrix {
                              into out: UnsafeMutablePointer<Float>, accumulate: Bool = false,
                              pool: ComputePool? = nil, int8: Bool = true, path: KernelPath? = nil) {
         guard m > 0, rows > 0 else { return }
-        if format == .q8_0, int8, Self.hasInt8Products || path == .portable {
+        if format == .q8_0, int8, columns > 0, Self.hasInt8Products || path == .portable {
             multiplyInt8(x, rows: m, bias: bias, into: out, accumulate: accumulate, pool: pool, path: path)
         } else {
             multiplyWidened(x, rows: m, bias: bias, into: out, accumulate: accumulate, pool: pool)
@@ -28,30 +27,10 @@ extension QuantizedMatrix {
     private func multiplyInt8(_ x: UnsafePointer<Float>, rows m: Int, bias: UnsafePointer<Float>?,
                               into out: UnsafeMutablePointer<Float>, accumulate: Bool, pool: ComputePool?,
                               path: KernelPath?) {
-        let k = columns, n = rows
-        let quantized = UnsafeMutablePointer<UInt8>.allocate(capacity: m * k)
-        let blocks = k / 32
-        let scales = UnsafeMutablePointer<Float>.allocate(capacity: m * blocks)
-        defer { quantized.deallocate(); scales.deallocate() }
-        let rowBlocks = (m + 63) / 64
-        let quantize = { (block: Int) in
-            let first = block * 64, count = min(64, m - first)
-            ck_q8_quantize_rows(x + first * k, k, count, k, quantized + first * k, scales + first * blocks)
-        }
-        if let pool, rowBlocks > 1 { pool.parallelFor(rowBlocks, quantize) } else { for b in 0..<rowBlocks { quantize(b) } }
-
-        let panels = (n + Int(CK_Q8_PANEL) - 1) / Int(CK_Q8_PANEL)
-        let scratchBytes = ck_q8_panel_scratch_bytes(k)
-        let isa = path?.rawValue ?? -1
-        withUnsafeBytes { weights in
-            let run = { (panel: Int) in
-                let scratch = UnsafeMutableRawPointer.allocate(byteCount: scratchBytes, alignment: 64)
-                defer { scratch.deallocate() }
-                _ = ck_q8_gemm_panels(isa, weights.baseAddress, n, k, quantized, scales, m, bias, out, n,
-                                      accumulate ? 1 : 0, panel, panel + 1, scratch)
-            }
-            if let pool { pool.parallelFor(panels, run) } else { for p in 0..<panels { run(p) } }
-        }
+        // Packed for this call only: callers that multiply a matrix more than once keep an
+        // `Int8PanelMatrix` instead.
+        guard let panels = try? Int8PanelMatrix(packing: self, pool: pool) else { return }
+        panels.multiplyMany(x, rows: m, bias: bias, into: out, accumulate: accumulate, pool: pool, path: path)
     }
 
     private func multiplyWidened(_ x: UnsafePointer<Float>, rows m: Int, bias: UnsafePointer<Float>?,

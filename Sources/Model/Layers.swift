@@ -41,11 +41,13 @@ struct Linear: Sendable {
 extension Parameter {
     /// `out[rows, outFeatures] = x Wᵀ (+ bias)` with this parameter as W `[out, in]`, for the many
     /// rows of prefill and the vision encoder (few rows go through `Linear.decode`); with
-    /// `accumulate`, added to `out`. Float32 weights go to sgemm; F16/BF16/Q8_0 weights are read in
-    /// place by `multiplyMany` (int8 products for Q8_0).
+    /// `accumulate`, added to `out`. Float32 weights go to sgemm; Q8_0 weights packed at load are
+    /// multiplied as int8 panels; other F16/BF16/Q8_0 weights are read in place by `multiplyMany`.
     func product(_ x: UnsafePointer<Float>, rows: Int, inFeatures: Int, outFeatures: Int,
                  bias: UnsafePointer<Float>? = nil, into out: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
-        if let matrix = lowPrecision, matrix.rows == outFeatures, matrix.columns == inFeatures {
+        if let panels, panels.rows == outFeatures, panels.columns == inFeatures {
+            panels.multiplyMany(x, rows: rows, bias: bias, into: out, accumulate: accumulate, pool: DecodePool.shared)
+        } else if let matrix = lowPrecision, matrix.rows == outFeatures, matrix.columns == inFeatures {
             matrix.multiplyMany(x, rows: rows, bias: bias, into: out, accumulate: accumulate, pool: DecodePool.shared)
         } else {
             Kernels.linear(x, rows: rows, inFeatures: inFeatures, weight: pointer, outFeatures: outFeatures,

@@ -4,9 +4,11 @@ import Synchronization
 
 /// One weight tensor as float32, ready for the kernels.
 ///
-/// A float32 tensor of a memory-mapped file is used in place. A float16, bfloat16 or Q8_0 matrix
-/// of a mapped file is multiplied in place (`lowPrecision`) and widened to float32 only if some
-/// caller asks for `pointer`; other tensors (vectors, anything not mapped) are widened at load.
+/// A float32 tensor of a memory-mapped file is used in place. A float16 or bfloat16 matrix of a
+/// mapped file is multiplied in place (`lowPrecision`); a Q8_0 matrix is packed at load into int8
+/// panels (`panels`) on CPUs with int8 dot products, and its mapped pages released, else also
+/// multiplied in place. Either is widened to float32 only if some caller asks for `pointer`;
+/// other tensors (vectors, anything not mapped) are widened at load.
 public final class Parameter: @unchecked Sendable {
     public let name: String
     /// PyTorch order, outermost first.
@@ -19,6 +21,7 @@ public final class Parameter: @unchecked Sendable {
             if let buffer { return UnsafePointer(buffer.pointer) }
             let made = FloatBuffer(count: count)
             if let lowPrecision { lowPrecision.expandRows(0..<lowPrecision.rows, into: made.pointer) }
+            if let panels { panels.expandRows(0..<panels.rows, into: made.pointer) }
             buffer = made
             return UnsafePointer(made.pointer)
         }
@@ -33,13 +36,19 @@ public final class Parameter: @unchecked Sendable {
     private let parent: Parameter?
     /// The stored F16/BF16/Q8_0 matrix, read in place from the file map, for products with few
     /// rows (decode), where reading weights dominates: half or a quarter of the float32 bytes.
+    /// nil for a Q8_0 matrix held as `panels`.
     let lowPrecision: QuantizedMatrix?
+    /// A Q8_0 matrix packed once into int8 panels for every product with it (decode, prefill,
+    /// vision); the file's pages it came from are released and never read again.
+    let panels: Int8PanelMatrix?
 
-    init(tensor: Tensor) throws(ModelError) {
+    /// - Parameter copyFloat32: copy float32 tensors instead of using them in place, so that nothing
+    ///   reads the file after loading (see `WeightLoader.ownsWeights`).
+    init(tensor: Tensor, copyFloat32: Bool = false) throws(ModelError) {
         name = tensor.name
         shape = tensor.shape
         let count = tensor.elementCount
-        if tensor.dtype == .float32, tensor.bytes.isMapped,
+        if tensor.dtype == .float32, tensor.bytes.isMapped, !copyFloat32,
            let address = tensor.bytes.withUnsafeBytes({ $0.baseAddress }),
            Int(bitPattern: address) % MemoryLayout<Float>.alignment == 0 {
             // The map outlives this object through `source`, so the address stays valid.
@@ -49,6 +58,7 @@ public final class Parameter: @unchecked Sendable {
             source = tensor
             parent = nil
             lowPrecision = nil
+            panels = nil
             return
         }
         let expectedBytes = tensor.dtype.byteCount(elements: count)
@@ -58,11 +68,20 @@ public final class Parameter: @unchecked Sendable {
         sliceOffset = 0
         parent = nil
         if let matrix = Self.lowPrecisionMatrix(tensor), matrix.rows * matrix.columns == count {
-            // Products read the mapped bytes; no float32 copy unless `pointer` is asked for.
             eager = nil
             owned = nil
-            lowPrecision = matrix
-            source = tensor
+            if let packed = Self.int8Panels(matrix, shape: tensor.shape) {
+                // From here on only the panels are read; the packing pulled the file's pages in.
+                tensor.bytes.releaseResidentPages()
+                panels = packed
+                lowPrecision = nil
+                source = nil
+            } else {
+                // Products read the mapped bytes; no float32 copy unless `pointer` is asked for.
+                panels = nil
+                lowPrecision = matrix
+                source = tensor
+            }
             return
         }
         let buffer = FloatBuffer(count: count)
@@ -81,7 +100,20 @@ public final class Parameter: @unchecked Sendable {
         eager = UnsafePointer(buffer.pointer)
         owned = buffer
         lowPrecision = nil
+        panels = nil
         source = nil
+    }
+
+    /// Whether Q8_0 matrices are packed into int8 panels at load: where the int8 products are
+    /// fast (AVX512-VNNI). Elsewhere the float kernels read the stored rows.
+    static var packsQ8_0: Bool { Int8PanelMatrix.isFast }
+
+    /// `matrix` packed into int8 panels (a stacked `[experts, out, in]` tensor one expert per
+    /// segment), or nil when it is not Q8_0 or this CPU has no int8 dot products.
+    private static func int8Panels(_ matrix: QuantizedMatrix, shape: [Int]) -> Int8PanelMatrix? {
+        guard matrix.format == .q8_0, packsQ8_0 else { return nil }
+        let segments = shape.count == 3 ? shape[0] : 1
+        return try? Int8PanelMatrix(packing: matrix, segments: segments, pool: DecodePool.shared)
     }
 
     /// A matrix over the mapped bytes of a 2-D (or stacked 3-D) F16/BF16/Q8_0 tensor, nil otherwise.
@@ -111,6 +143,9 @@ public final class Parameter: @unchecked Sendable {
         owned = nil
         source = nil
         parent = stacked
+        panels = stacked.panels.flatMap { whole in
+            stacked.shape.count == 3 && index < stacked.shape[0] ? whole.segment(index) : nil
+        }
         if let whole = stacked.lowPrecision, let columns = inner.last, columns == whole.columns,
            let rowBytes = whole.format.rowBytes(columns: columns) {
             let rows = size / max(columns, 1)
@@ -130,6 +165,8 @@ public final class Parameter: @unchecked Sendable {
     func copyRow(_ index: Int, width: Int, into destination: UnsafeMutablePointer<Float>) {
         if eager == nil, parent == nil, let lowPrecision, lowPrecision.columns == width {
             lowPrecision.expandRows(index..<(index + 1), into: destination)
+        } else if eager == nil, parent == nil, let panels, panels.columns == width {
+            panels.expandRows(index..<(index + 1), into: destination)
         } else {
             destination.update(from: pointer + index * width, count: width)
         }
@@ -143,6 +180,26 @@ public final class Parameter: @unchecked Sendable {
 /// tensor's name instead of producing garbage.
 struct WeightLoader {
     let file: any ModelFile
+    /// Whether every weight is held in memory of our own (Q8_0 packed into int8 panels, float32
+    /// copied, the rest widened) so that the file is not read after loading: set for files with
+    /// Q8_0 matrices where they are packed. Then `releaseFilePages()` drops the whole file from
+    /// resident memory. (Released pages must not be read again: the kernel maps whole large folios
+    /// of the page cache on a fault, so reading one small in-place tensor would bring back the
+    /// packed neighbours' pages too.)
+    let ownsWeights: Bool
+    private let loaded = LoadedTensors()
+
+    init(file: any ModelFile) {
+        self.file = file
+        ownsWeights = Parameter.packsQ8_0 && ((file as? any TensorSource)?.tensors.contains { $0.dtype == .q8_0 } ?? false)
+    }
+
+    /// Drops the pages of every tensor loaded so far from resident memory when `ownsWeights`
+    /// (they were copied or packed); call once the model is built.
+    func releaseFilePages() {
+        guard ownsWeights else { return }
+        for bytes in loaded.all { bytes.releaseResidentPages() }
+    }
 
     func load(_ name: String, _ shape: [Int]) throws(ModelError) -> Parameter {
         guard let tensor = file.tensor(named: name) else {
@@ -153,8 +210,17 @@ struct WeightLoader {
             throw ModelError(.invalidModel, "tensor \(name) in \(file.sourceDescription) has shape \(tensor.shape); "
                 + "the metadata implies \(shape)")
         }
-        return try Parameter(tensor: tensor)
+        let parameter = try Parameter(tensor: tensor, copyFloat32: ownsWeights)
+        if ownsWeights { loaded.append(tensor.bytes) }
+        return parameter
     }
 
     func has(_ name: String) -> Bool { file.tensor(named: name) != nil }
+}
+
+/// The bytes of the tensors a loader has read, to release their pages once the model is built.
+private final class LoadedTensors: Sendable {
+    private let bytes = Mutex<[TensorBytes]>([])
+    func append(_ tensor: TensorBytes) { bytes.withLock { $0.append(tensor) } }
+    var all: [TensorBytes] { bytes.withLock { $0 } }
 }

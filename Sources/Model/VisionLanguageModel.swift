@@ -25,6 +25,7 @@ public final class VisionLanguageModel: @unchecked Sendable {
             visionEncoder = nil
             projector = nil
         }
+        loader.releaseFilePages()
     }
 
     /// Encodes and projects a batch of images: `[images, 3, size, size]` pixels to one

@@ -1,0 +1,159 @@
+import Kernels
+import Testing
+
+/// Q8_0 matrices packed once into int8 panels: the same values, and products that follow the
+/// int8 definition on the VNNI and portable paths, alone and in the decode step's shared jobs.
+@Suite("Q8_0 weights packed into int8 panels")
+struct PanelMatrixTests {
+    /// Paths that run the panels on this CPU: portable C always, VNNI where the CPU has it.
+    static var paths: [KernelPath?] { [.portable] + (Int8PanelMatrix.isFast ? [nil] : []) }
+
+    /// Q8_0 bytes with every scale 1 and int8 values from `rng`: products of integer x with
+    /// |x| ≤ 127 and one value of 127 per block (so dx = 1) are integers, exact in float32.
+    func integerMatrix(rows: Int, columns: Int, rng: inout TestRandom) throws -> (QuantizedMatrix, [Int]) {
+        var bytes: [UInt8] = [], values: [Int] = []
+        for _ in 0..<rows {
+            for _ in 0..<(columns / 32) {
+                bytes += [0x00, 0x3C]   // float16 1.0, little-endian
+                for _ in 0..<32 {
+                    let q = Int((rng.next() * 127).rounded())
+                    values.append(q)
+                    bytes.append(UInt8(bitPattern: Int8(q)))
+                }
+            }
+        }
+        return (try QuantizedMatrix(format: .q8_0, rows: rows, columns: columns, bytes: bytes), values)
+    }
+
+    func integerActivations(rows m: Int, columns k: Int, rng: inout TestRandom) -> [Float] {
+        var x = (0..<(m * k)).map { _ in (rng.next() * 126).rounded() }
+        for block in 0..<(m * k / 32) { x[block * 32 + Int(rng.next() * 15.5 + 16)] = rng.next() < 0 ? -127 : 127 }
+        return x
+    }
+
+    func integerProduct(_ x: [Float], m: Int, k: Int, _ w: [Int], n: Int) -> [Float] {
+        var y = [Float](repeating: 0, count: m * n)
+        for i in 0..<m {
+            for r in 0..<n {
+                var sum = 0
+                for c in 0..<k { sum += Int(x[i * k + c]) * w[r * k + c] }
+                y[i * n + r] = Float(sum)
+            }
+        }
+        return y
+    }
+
+    @Test(arguments: [(1, 32), (31, 64), (32, 96), (70, 256), (100, 1408)])
+    func packingKeepsEveryStoredValue(rows: Int, columns: Int) throws {
+        var rng = TestRandom(seed: UInt64(rows * 7 + columns))
+        let matrix = try QuantizedMatrix(converting: rng.values(rows * columns, scale: 3), rows: rows, columns: columns, to: .q8_0)
+        let panels = try Int8PanelMatrix(packing: matrix, pool: ComputePool(threads: 2))
+        #expect(panels.expandRows(0..<rows) == matrix.expandRows(0..<rows))
+        #expect(panels.expandRows((rows / 2)..<rows) == matrix.expandRows((rows / 2)..<rows))
+        // Whole panels of 32 rows, 32 · 32 int8 values plus 32 float16 scales per block: as many
+        // bytes as the Q8_0 rows once the last panel is full.
+        #expect(panels.byteCount == (rows + 31) / 32 * 32 * (columns / 32) * 34)
+    }
+
+    @Test func stackedMatricesPackAsSegments() throws {
+        var rng = TestRandom(seed: 3)
+        let experts = 3, rows = 40, columns = 64   // 40 rows: each expert's last panel is partial
+        let stacked = try QuantizedMatrix(converting: rng.values(experts * rows * columns), rows: experts * rows,
+                                          columns: columns, to: .q8_0)
+        let panels = try Int8PanelMatrix(packing: stacked, segments: experts)
+        #expect(panels.expandRows(0..<(experts * rows)) == stacked.expandRows(0..<(experts * rows)))
+        let x = rng.values(5 * columns)
+        let whole = panels.multiplyMany(x, rows: 5)
+        for e in 0..<experts {
+            let alone = try Int8PanelMatrix(packing: QuantizedMatrix(converting: stacked.expandRows((e * rows)..<((e + 1) * rows)),
+                                                                      rows: rows, columns: columns, to: .q8_0))
+            #expect(panels.segment(e).expandRows(0..<rows) == alone.expandRows(0..<rows))
+            let y = panels.segment(e).multiplyMany(x, rows: 5)
+            #expect(y == alone.multiplyMany(x, rows: 5))
+            for i in 0..<5 { #expect(Array(whole[(i * experts * rows + e * rows)..<(i * experts * rows + (e + 1) * rows)]) == Array(y[(i * rows)..<((i + 1) * rows)])) }
+        }
+    }
+
+    /// Integer x and weights with unit scales: every step of the definition is exact, so the
+    /// result must equal the integer product bit for bit (int32 block sums, the +128 correction).
+    @Test(arguments: [1, 2, 3, 4, 6, 7, 8, 13, 16, 50])
+    func packedProductsSumInt8ExactlyOnEveryPath(m: Int) throws {
+        var rng = TestRandom(seed: UInt64(m))
+        let n = 45, k = 256
+        let (matrix, w) = try integerMatrix(rows: n, columns: k, rng: &rng)
+        let panels = try Int8PanelMatrix(packing: matrix)
+        let x = integerActivations(rows: m, columns: k, rng: &rng)
+        let expected = integerProduct(x, m: m, k: k, w, n: n)
+        for path in Self.paths {
+            #expect(panels.multiplyMany(x, rows: m, path: path) == expected, "many rows, path \(String(describing: path))")
+            var y = [Float](repeating: .nan, count: m * n)
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    DecodeKernels.multiply(xp.baseAddress!, rows: m, columns: k,
+                                           by: [DecodeKernels.PanelProduct(matrix: panels, output: yp.baseAddress!)],
+                                           pool: ComputePool(threads: 2), path: path)
+                }
+            }
+            #expect(y == expected, "decode job, path \(String(describing: path))")
+        }
+    }
+
+    /// Real-valued weights and activations: within 1e-2 (relative to the largest output) of the
+    /// float32 product with the expanded weights, the error being the rounding of x.
+    @Test(arguments: [1, 8, 16, 128])
+    func packedProductsStayCloseToTheFloat32Product(m: Int) throws {
+        var rng = TestRandom(seed: 7)
+        let n = 96, k = 768
+        let x = rng.values(m * k)
+        let matrix = try QuantizedMatrix(converting: rng.values(n * k, scale: 0.05), rows: n, columns: k, to: .q8_0)
+        let exact = matrix.multiply(x, rows: m)   // float32 arithmetic on the expanded weights
+        let scale = exact.map { abs($0) }.max() ?? 1
+        let panels = try Int8PanelMatrix(packing: matrix)
+        for path in Self.paths {
+            let error = maxAbsDifference(panels.multiplyMany(x, rows: m, path: path), exact) / scale
+            #expect(error < 1e-2, "path \(String(describing: path)): error \(error)")
+            #expect(error > 1e-6, "it really is the quantised path")
+        }
+    }
+
+    /// The decode step's job: several matrices sharing x, with bias and accumulation, split over a
+    /// pool, give what each matrix gives alone through the many-row product.
+    @Test(arguments: [1, 2, 5, 8, 16])
+    func sharedJobsMatchEachProductAlone(m: Int) throws {
+        var rng = TestRandom(seed: UInt64(100 + m))
+        let k = 512, sizes = [512, 128, 70, 1408]
+        let matrices = try sizes.map { try Int8PanelMatrix(packing: QuantizedMatrix(converting: rng.values($0 * k, scale: 0.1), rows: $0, columns: k, to: .q8_0)) }
+        let biases = sizes.map { rng.values($0) }, starts = sizes.map { rng.values(m * $0) }
+        let x = rng.values(m * k)
+        for path in Self.paths {
+            var outputs = starts
+            let biasMemory = biases.map { b in
+                let p = UnsafeMutablePointer<Float>.allocate(capacity: b.count)
+                p.initialize(from: b, count: b.count)
+                return p
+            }
+            let outputMemory = outputs.map { o in
+                let p = UnsafeMutablePointer<Float>.allocate(capacity: o.count)
+                p.initialize(from: o, count: o.count)
+                return p
+            }
+            defer { (biasMemory + outputMemory).forEach { $0.deallocate() } }
+            let products = (0..<sizes.count).map {
+                DecodeKernels.PanelProduct(matrix: matrices[$0], bias: UnsafePointer(biasMemory[$0]), output: outputMemory[$0],
+                                           accumulate: $0 % 2 == 1)
+            }
+            x.withUnsafeBufferPointer { DecodeKernels.multiply($0.baseAddress!, rows: m, columns: k, by: products, pool: ComputePool(threads: 2), path: path) }
+            for j in 0..<sizes.count { outputs[j] = Array(UnsafeBufferPointer(start: outputMemory[j], count: m * sizes[j])) }
+            for j in 0..<sizes.count {
+                var expected = starts[j]
+                x.withUnsafeBufferPointer { xp in
+                    expected.withUnsafeMutableBufferPointer { ep in
+                        matrices[j].multiplyMany(xp.baseAddress!, rows: m, bias: UnsafePointer(biasMemory[j]), into: ep.baseAddress!,
+                                                 accumulate: j % 2 == 1, path: path)
+                    }
+                }
+                #expect(outputs[j] == expected, "product \(j), path \(String(describing: path))")
+            }
+        }
+    }
+}
