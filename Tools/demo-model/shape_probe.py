@@ -51,9 +51,6 @@ def parse_args(argv=None):
     p.add_argument("--mask-weight", type=float, default=1.0)
     p.add_argument("--geometry-weight", type=float, default=0.0,
                    help="weight of each token's boundary directions and corners (scenes.patch_geometry)")
-    p.add_argument("--grid-positions", type=float, default=0.0, help="scale of train.grid_positions (0: off)")
-    p.add_argument("--mimetic", type=float, nargs=2, default=None, metavar=("QK", "VO"),
-                   help="train.mimetic_attention strengths")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -97,11 +94,7 @@ def main(argv=None):
         if args.sincos_positions:
             enc.vision_model.embeddings.position_embedding.weight.copy_(
                 train.sincos_positions(side, args.width, args.sincos_positions))
-        if args.grid_positions:
-            enc.vision_model.embeddings.position_embedding.weight.copy_(
-                train.grid_positions(side, args.width, args.grid_positions))
-    if args.mimetic:
-        train.mimetic_attention(enc, *args.mimetic, seed=args.seed)
+
     pooled, per_token, outline = (torch.nn.Linear(args.width, 4), torch.nn.Linear(args.width, 5),
                                   torch.nn.Linear(args.width, train.MASK_CELLS ** 2))
     geometry = torch.nn.Linear(args.width, scenes.GEOMETRY_VALUES)

@@ -331,43 +331,6 @@ def sincos_positions(side: int, dim: int, scale: float) -> torch.Tensor:
     return (table * scale).float()
 
 
-def grid_positions(side: int, dim: int, scale: float) -> torch.Tensor:
-    """2-D sine/cosine position table whose frequencies suit a small grid (one to a few patches per
-    period, not the 10000-based ladder, whose slow half is nearly constant over 8 patches): the dot
-    product of two rows then falls off with their distance, so attention that compares rows (see
-    `mimetic_attention`) looks at a patch's neighbourhood."""
-    quarter = dim // 4
-    omega = torch.linspace(0.35, 2.2, quarter, dtype=torch.float64)
-    grid = torch.arange(side, dtype=torch.float64)
-    rows, cols = torch.meshgrid(grid, grid, indexing="ij")
-    parts = []
-    for coord in (rows.reshape(-1), cols.reshape(-1)):
-        ang = coord[:, None] * omega[None]
-        parts += [ang.sin(), ang.cos()]
-    table = torch.cat(parts, dim=1)
-    if table.shape[1] < dim:
-        table = torch.cat([table, torch.zeros(side * side, dim - table.shape[1], dtype=torch.float64)], dim=1)
-    return (table * scale).float()
-
-
-def mimetic_attention(encoder, qk: float, vo: float, noise: float = 0.02, seed: int = 0) -> None:
-    """Initialises every encoder attention layer so that W_q W_k^T ~ qk I and W_v W_o ~ -vo I (the
-    'mimetic' initialisation of Trockman & Kolter, 2023): from the first step a token attends to the
-    tokens most like it, which with `grid_positions` are its neighbours, and subtracts their mean,
-    which turns flat regions to zero and keeps edges. A from-scratch ViT otherwise has to learn this
-    locality from the pictures, which is what kept shapes at chance."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for layer in encoder.vision_model.encoder.layers:
-            att = layer.self_attn
-            d = att.q_proj.weight.shape[0]
-            eye = torch.eye(d)
-            for proj, sign, amount in ((att.q_proj, 1.0, qk), (att.k_proj, 1.0, qk),
-                                       (att.v_proj, 1.0, vo), (att.out_proj, -1.0, vo)):
-                proj.weight.copy_(sign * amount ** 0.5 * eye + noise * torch.randn(d, d, generator=g))
-                proj.bias.zero_()
-
-
 def build_model(args) -> MiniMindVLM:
     vc = VisionConfig(hidden_size=args.vision_hidden, intermediate_size=4 * args.vision_hidden,
                       num_hidden_layers=args.vision_layers, num_attention_heads=args.vision_heads,
