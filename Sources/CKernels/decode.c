@@ -90,6 +90,7 @@ typedef struct {
     size_t heads, kv_heads, head_dim;
     float scale;
     int path;
+    int kv_format; // CK_FORMAT_F32 or CK_FORMAT_F16
 } attention_job;
 
 // Scores -> probabilities in place over `n` values (float32, max-subtracted as PyTorch does).
@@ -102,25 +103,29 @@ static void softmax_portable(float *s, size_t n) {
     for (size_t t = 0; t < n; t++) s[t] *= inv;
 }
 
+// Element d of cache row t (keys or values) of KV head kvh, as float32.
+static inline float kv_at(const attention_job *j, const ck_attention_query *q, const void *rows, size_t t, size_t kvh,
+                          size_t d) {
+    size_t i = t * q->row_stride + kvh * q->head_stride + d;
+    return j->kv_format == CK_FORMAT_F16 ? ck_f16_to_f32_scalar(((const uint16_t *)rows)[i]) : ((const float *)rows)[i];
+}
+
 static void attend_portable(const attention_job *j, const ck_attention_query *q, size_t kvh, float *scores) {
-    size_t group = j->heads / j->kv_heads, hd = j->head_dim, kvw = j->kv_heads * hd, n = q->length;
+    size_t group = j->heads / j->kv_heads, hd = j->head_dim, n = q->length;
     for (size_t g = 0; g < group; g++) {
         size_t h = kvh * group + g;
         const float *qh = q->q + h * hd;
         float *s = scores + g * n;
         for (size_t t = 0; t < n; t++) {
-            const float *k = q->keys + t * kvw + kvh * hd;
             float dot = 0.0f;
-            for (size_t d = 0; d < hd; d++) dot += qh[d] * k[d];
+            for (size_t d = 0; d < hd; d++) dot += qh[d] * kv_at(j, q, q->keys, t, kvh, d);
             s[t] = dot * j->scale;
         }
         softmax_portable(s, n);
         float *o = q->out + h * hd;
         for (size_t d = 0; d < hd; d++) o[d] = 0.0f;
-        for (size_t t = 0; t < n; t++) {
-            const float *v = q->values + t * kvw + kvh * hd;
-            for (size_t d = 0; d < hd; d++) o[d] += s[t] * v[d];
-        }
+        for (size_t t = 0; t < n; t++)
+            for (size_t d = 0; d < hd; d++) o[d] += s[t] * kv_at(j, q, q->values, t, kvh, d);
     }
 }
 
@@ -174,53 +179,104 @@ CK_T_AVX512 static inline __m512 reduce16x16(const __m512 a[16]) {
                          _mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-// One KV head for its `group` query heads: each key and value row is loaded once per group of
-// up to 4 query heads (from L1 for the others). head_dim must be a multiple of 16, at most 128.
-CK_T_AVX512 static void attend_avx512(const attention_job *j, const ck_attention_query *q, size_t kvh, float *scores) {
-    const size_t group = j->heads / j->kv_heads, hd = j->head_dim, kvw = j->kv_heads * hd, n = q->length;
-    const size_t chunks = hd / 16;
+// Sixteen cache values from `p` (element index), float32 or float16 widened in registers.
+CK_T_AVX512 static inline __attribute__((always_inline)) __m512 kv_load16(const void *p, size_t i, const int f16) {
+    return f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i)))
+               : _mm512_loadu_ps((const float *)p + i);
+}
+
+// out[g] += Σ_t p[g][t] v_t for GN query heads of one KV head: GN x CH accumulators stay in
+// registers (CH and GN are constants after inlining), each value row is loaded once for them.
+CK_T_AVX512 static inline __attribute__((always_inline)) void
+weigh_values(const void *values, size_t row_stride, size_t n, const float *p, size_t pn, float *out, size_t hd,
+             const int CH, const int GN, const int f16) {
+    __m512 acc[4][CK_ATT_MAX_CHUNKS];
+    for (int g = 0; g < GN; g++)
+        for (int c = 0; c < CH; c++) acc[g][c] = _mm512_setzero_ps();
+    const size_t row_bytes = (size_t)CH * 16 * (f16 ? 2 : 4), elem = f16 ? 2 : 4;
+    for (size_t t = 0; t < n; t++) {
+        const size_t at = t * row_stride;
+        // Values stream from memory once a batch's caches outgrow the L3 cache: ask ahead.
+        for (size_t l = 0; l < row_bytes; l += 64)
+            _mm_prefetch((const char *)values + (at + 16 * row_stride) * elem + l, _MM_HINT_T0);
+        __m512 w[4];
+        for (int g = 0; g < GN; g++) w[g] = _mm512_set1_ps(p[g * pn + t]);
+        for (int c = 0; c < CH; c++) {
+            __m512 v = kv_load16(values, at + 16 * (size_t)c, f16);
+            for (int g = 0; g < GN; g++) acc[g][c] = _mm512_fmadd_ps(w[g], v, acc[g][c]);
+        }
+    }
+    for (int g = 0; g < GN; g++)
+        for (int c = 0; c < CH; c++) _mm512_storeu_ps(out + g * hd + 16 * c, acc[g][c]);
+}
+
+// One KV head for its `group` query heads, head_dim = 16 CH: scores 16 positions at a time (one
+// accumulator each, summed across lanes together), softmax, then the weighted values.
+CK_T_AVX512 static inline __attribute__((always_inline)) void
+attend_avx512(const attention_job *j, const ck_attention_query *q, size_t kvh, float *scores, const int CH,
+              const int f16) {
+    const size_t group = j->heads / j->kv_heads, hd = j->head_dim, rs = q->row_stride, n = q->length;
+    const size_t elem = f16 ? 2 : 4, row_bytes = hd * elem;
+    const size_t base = kvh * q->head_stride;
     const __m512 scale = _mm512_set1_ps(j->scale);
     for (size_t g = 0; g < group; g++) {
         __m512 qv[CK_ATT_MAX_CHUNKS];
-        for (size_t c = 0; c < chunks; c++) qv[c] = _mm512_loadu_ps(q->q + (kvh * group + g) * hd + 16 * c);
+        for (int c = 0; c < CH; c++) qv[c] = _mm512_loadu_ps(q->q + (kvh * group + g) * hd + 16 * c);
         float *s = scores + g * n;
         size_t t = 0;
         for (; t + 16 <= n; t += 16) {
+            // The group's first head streams the keys from memory: ask a tile ahead.
+            if (g == 0)
+                for (int u = 0; u < 16; u++)
+                    for (size_t l = 0; l < row_bytes; l += 64)
+                        _mm_prefetch((const char *)q->keys + (base + (t + 16 + u) * rs) * elem + l, _MM_HINT_T0);
             __m512 acc[16];
             for (int u = 0; u < 16; u++) {
-                const float *k = q->keys + (t + u) * kvw + kvh * hd;
-                __m512 a = _mm512_mul_ps(qv[0], _mm512_loadu_ps(k));
-                for (size_t c = 1; c < chunks; c++) a = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k + 16 * c), a);
+                const size_t at = base + (t + u) * rs;
+                __m512 a = _mm512_mul_ps(qv[0], kv_load16(q->keys, at, f16));
+                for (int c = 1; c < CH; c++) a = _mm512_fmadd_ps(qv[c], kv_load16(q->keys, at + 16 * (size_t)c, f16), a);
                 acc[u] = a;
             }
             _mm512_storeu_ps(s + t, _mm512_mul_ps(reduce16x16(acc), scale));
         }
         for (; t < n; t++) {
-            const float *k = q->keys + t * kvw + kvh * hd;
-            __m512 a = _mm512_mul_ps(qv[0], _mm512_loadu_ps(k));
-            for (size_t c = 1; c < chunks; c++) a = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k + 16 * c), a);
+            const size_t at = base + t * rs;
+            __m512 a = _mm512_mul_ps(qv[0], kv_load16(q->keys, at, f16));
+            for (int c = 1; c < CH; c++) a = _mm512_fmadd_ps(qv[c], kv_load16(q->keys, at + 16 * (size_t)c, f16), a);
             s[t] = _mm512_reduce_add_ps(a) * j->scale;
         }
     }
     for (size_t g = 0; g < group; g++) softmax_avx512(scores + g * n, n);
-    for (size_t g0 = 0; g0 < group; g0 += 4) {
-        const size_t gn = group - g0 < 4 ? group - g0 : 4;
-        __m512 acc[4][CK_ATT_MAX_CHUNKS];
-        for (size_t g = 0; g < gn; g++)
-            for (size_t c = 0; c < chunks; c++) acc[g][c] = _mm512_setzero_ps();
-        for (size_t t = 0; t < n; t++) {
-            const float *v = q->values + t * kvw + kvh * hd;
-            __m512 p[4];
-            for (size_t g = 0; g < gn; g++) p[g] = _mm512_set1_ps(scores[(g0 + g) * n + t]);
-            for (size_t c = 0; c < chunks; c++) {
-                __m512 vv = _mm512_loadu_ps(v + 16 * c);
-                for (size_t g = 0; g < gn; g++) acc[g][c] = _mm512_fmadd_ps(p[g], vv, acc[g][c]);
-            }
+    // Up to 4 heads per pass over the values (2 when 4 x CH accumulators would not fit in registers).
+    const size_t most = CH <= 6 ? 4 : 2;
+    const void *values = (const char *)q->values + base * elem;
+    for (size_t g0 = 0; g0 < group; g0 += most) {
+        const size_t gn = group - g0 < most ? group - g0 : most;
+        float *out = q->out + (kvh * group + g0) * hd;
+        const float *p = scores + g0 * n;
+        switch (gn) {
+        case 1: weigh_values(values, rs, n, p, n, out, hd, CH, 1, f16); break;
+        case 2: weigh_values(values, rs, n, p, n, out, hd, CH, 2, f16); break;
+        case 3: weigh_values(values, rs, n, p, n, out, hd, CH, 3, f16); break;
+        default: weigh_values(values, rs, n, p, n, out, hd, CH, 4, f16); break;
         }
-        for (size_t g = 0; g < gn; g++)
-            for (size_t c = 0; c < chunks; c++) _mm512_storeu_ps(q->out + (kvh * group + g0 + g) * hd + 16 * c, acc[g][c]);
     }
 }
+
+#define CK_ATTEND_VARIANTS(CH)                                                                                     \
+    CK_T_AVX512 static void attend_avx512_##CH(const attention_job *j, const ck_attention_query *q, size_t kvh, \
+                                               float *scores) {                                                 \
+        if (j->kv_format == CK_FORMAT_F16) attend_avx512(j, q, kvh, scores, CH, 1);                             \
+        else attend_avx512(j, q, kvh, scores, CH, 0);                                                          \
+    }
+CK_ATTEND_VARIANTS(1)
+CK_ATTEND_VARIANTS(2)
+CK_ATTEND_VARIANTS(3)
+CK_ATTEND_VARIANTS(4)
+CK_ATTEND_VARIANTS(5)
+CK_ATTEND_VARIANTS(6)
+CK_ATTEND_VARIANTS(7)
+CK_ATTEND_VARIANTS(8)
 #endif
 
 static void attention_task(void *context, size_t task, size_t ntasks) {
@@ -233,23 +289,35 @@ static void attention_task(void *context, size_t task, size_t ntasks) {
     float *scores = need <= 4096 ? stack_scores : malloc(need * sizeof(float));
     if (!scores) return; // out of memory: leave the output as it was (cannot report from a task)
 #if CK_X86
-    if (j->path >= CK_ISA_AVX512) attend_avx512(j, q, kvh, scores);
-    else
+    if (j->path >= CK_ISA_AVX512) {
+        switch (j->head_dim / 16) { // head_dim checked by ck_decode_attention: a multiple of 16, at most 128
+        case 1: attend_avx512_1(j, q, kvh, scores); break;
+        case 2: attend_avx512_2(j, q, kvh, scores); break;
+        case 3: attend_avx512_3(j, q, kvh, scores); break;
+        case 4: attend_avx512_4(j, q, kvh, scores); break;
+        case 5: attend_avx512_5(j, q, kvh, scores); break;
+        case 6: attend_avx512_6(j, q, kvh, scores); break;
+        case 7: attend_avx512_7(j, q, kvh, scores); break;
+        default: attend_avx512_8(j, q, kvh, scores); break;
+        }
+    } else
 #endif
         attend_portable(j, q, kvh, scores);
     if (scores != stack_scores) free(scores);
 }
 
-void ck_decode_attention(ck_pool *pool, const ck_attention_query *queries, size_t count,
-                         size_t heads, size_t kv_heads, size_t head_dim, float scale) {
-    if (count == 0 || kv_heads == 0 || heads % kv_heads != 0) return;
+int ck_decode_attention(ck_pool *pool, const ck_attention_query *queries, size_t count, size_t heads,
+                        size_t kv_heads, size_t head_dim, float scale, int kv_format) {
+    if (kv_format != CK_FORMAT_F32 && kv_format != CK_FORMAT_F16) return -1;
+    if (count == 0 || kv_heads == 0 || heads % kv_heads != 0) return 0;
     int path = ck_isa_best();
 #if CK_X86
     if (head_dim % 16 != 0 || head_dim / 16 > CK_ATT_MAX_CHUNKS) path = CK_ISA_PORTABLE;
 #endif
-    attention_job job = {queries, heads, kv_heads, head_dim, scale, path};
+    attention_job job = {queries, heads, kv_heads, head_dim, scale, path, kv_format};
     size_t work = 0;
     for (size_t i = 0; i < count; i++) work += queries[i].length;
     // Short contexts: the whole job is a few microseconds, less than a wake-up.
     ck_pool_run(work * kv_heads * head_dim < 8192 ? NULL : pool, attention_task, &job, count * kv_heads);
+    return 0;
 }

@@ -9,10 +9,16 @@ import Model
 public final class Engine: @unchecked Sendable {
     public let model: VisionLanguageModel
 
-    /// - Parameter threads: sets the OpenBLAS threads (process-wide; < 1 = every core); nil
-    ///   leaves them as they are (OpenBLAS starts with one per core).
-    public init(model: VisionLanguageModel, threads: Int? = nil) {
+    /// How new sequences store their keys and values.
+    public let cachePrecision: KVCache.Precision
+
+    /// - Parameters:
+    ///   - threads: sets the OpenBLAS threads (process-wide; < 1 = every core); nil leaves them
+    ///     as they are (OpenBLAS starts with one per core).
+    ///   - cachePrecision: nil takes the model file's (`Decoder.defaultCachePrecision`).
+    public init(model: VisionLanguageModel, threads: Int? = nil, cachePrecision: KVCache.Precision? = nil) {
         self.model = model
+        self.cachePrecision = cachePrecision ?? model.decoder.defaultCachePrecision
         if let threads { Kernels.setThreadCount(threads) }
     }
 
@@ -58,7 +64,8 @@ public final class Engine: @unchecked Sendable {
             guard !request.prompt.isEmpty else { throw ModelError(.invalidInput, "empty prompt") }
             if let problem = request.sampling.problem { throw ModelError(.invalidInput, problem) }
             let embeddings = try model.promptEmbeddings(tokens: request.prompt, images: request.images)
-            let cache = model.decoder.makeCache(capacity: request.prompt.count + max(request.stop.maxNewTokens, 0) + 1)
+            let cache = model.decoder.makeCache(capacity: request.prompt.count + max(request.stop.maxNewTokens, 0) + 1,
+                                                precision: cachePrecision)
             inputs.append((cache, embeddings))
         }
         guard !inputs.isEmpty else { return [] }

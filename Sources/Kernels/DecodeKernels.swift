@@ -20,22 +20,40 @@ public enum DecodeKernels {
         precondition(rc == 0, "multiply: matrices with \(columns) columns rejected")
     }
 
+    /// How a KV cache stores its keys and values.
+    public enum CachePrecision: Sendable, Equatable, CustomStringConvertible {
+        /// Exactly what the model computed.
+        case float32
+        /// Half the bytes: a batch's attention reads every cache in full each step, and at eight
+        /// sequences of a few hundred positions that outweighs the weights' share of memory traffic.
+        case float16
+
+        public var bytesPerValue: Int { self == .float32 ? 4 : 2 }
+        public var description: String { self == .float32 ? "f32" : "f16" }
+        var tag: Int32 { self == .float32 ? WeightFormat.float32.tag : WeightFormat.float16.tag }
+    }
+
     /// One query row and the cache it attends to (all `length` positions are visible).
     public struct AttentionQuery {
         /// `[heads, headDim]`, after RoPE.
         public var query: UnsafePointer<Float>
-        /// `[length, kvHeads · headDim]` each, keys after RoPE.
-        public var keys: UnsafePointer<Float>
-        public var values: UnsafePointer<Float>
+        /// Key `d` of position `t` and KV head `h` at element `t · rowStride + h · headStride + d`, in
+        /// the cache's precision, after RoPE; values laid out the same.
+        public var keys: UnsafeRawPointer
+        public var values: UnsafeRawPointer
+        public var rowStride: Int
+        public var headStride: Int
         public var length: Int
         /// `[heads, headDim]`.
         public var output: UnsafeMutablePointer<Float>
 
-        public init(query: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
-                    length: Int, output: UnsafeMutablePointer<Float>) {
+        public init(query: UnsafePointer<Float>, keys: UnsafeRawPointer, values: UnsafeRawPointer,
+                    rowStride: Int, headStride: Int, length: Int, output: UnsafeMutablePointer<Float>) {
             self.query = query
             self.keys = keys
             self.values = values
+            self.rowStride = rowStride
+            self.headStride = headStride
             self.length = length
             self.output = output
         }
@@ -43,14 +61,17 @@ public enum DecodeKernels {
 
     /// `output = softmax(scale · q Kᵀ) V` per query head for every query; query head `h` reads KV
     /// head `h / (heads / kvHeads)`, whose keys and values are read once for its whole group.
+    /// Scores and sums are float32 whatever the caches' precision.
     public static func attention(_ queries: [AttentionQuery], heads: Int, kvHeads: Int, headDim: Int,
-                                 scale: Float, pool: ComputePool?) {
+                                 scale: Float, precision: CachePrecision = .float32, pool: ComputePool?) {
         precondition(kvHeads > 0 && heads % kvHeads == 0, "attention: \(heads) heads do not group over \(kvHeads) KV heads")
         let descriptors = queries.map {
-            ck_attention_query(q: $0.query, keys: $0.keys, values: $0.values, length: $0.length, out: $0.output)
+            ck_attention_query(q: $0.query, keys: $0.keys, values: $0.values, row_stride: $0.rowStride, head_stride: $0.headStride,
+                               length: $0.length, out: $0.output)
         }
-        descriptors.withUnsafeBufferPointer { buffer in
-            ck_decode_attention(pool?.raw, buffer.baseAddress, buffer.count, heads, kvHeads, headDim, scale)
+        let rc = descriptors.withUnsafeBufferPointer { buffer in
+            ck_decode_attention(pool?.raw, buffer.baseAddress, buffer.count, heads, kvHeads, headDim, scale, precision.tag)
         }
+        precondition(rc == 0, "attention: cache precision \(precision) rejected")
     }
 }

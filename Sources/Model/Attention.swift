@@ -72,35 +72,42 @@ struct Attention: Sendable {
                 rotary.rotate(q.pointer + row * qWidth, heads: heads, position: segment.startPosition + t)
                 rotary.rotate(k.pointer + row * kvWidth, heads: kvHeads, position: segment.startPosition + t)
             }
-            let cachedKeys = segment.cache.keys(layer) + segment.startPosition * kvWidth
-            let cachedValues = segment.cache.values(layer) + segment.startPosition * kvWidth
-            cachedKeys.update(from: k.pointer + segment.firstRow * kvWidth, count: segment.rows * kvWidth)
-            cachedValues.update(from: v.pointer + segment.firstRow * kvWidth, count: segment.rows * kvWidth)
+            segment.cache.store(layer: layer, at: segment.startPosition, rows: segment.rows,
+                                keys: k.pointer + segment.firstRow * kvWidth, values: v.pointer + segment.firstRow * kvWidth)
         }
 
         let attended = FloatBuffer(count: rows * qWidth)    // [rows, heads, hd]
         let group = heads / kvHeads
         let scale = 1 / Float(hd).squareRoot()
-        // Rows that are one new token (decode): one job over all of them and their KV heads.
-        let singles = segments.filter { $0.rows == 1 }.map { segment in
-            DecodeKernels.AttentionQuery(
-                query: q.pointer + segment.firstRow * qWidth,
-                keys: segment.cache.keys(layer), values: segment.cache.values(layer),
-                length: segment.startPosition + 1, output: attended.pointer + segment.firstRow * qWidth)
+        // Rows that are one new token (decode): one job over all of them and their KV heads, reading
+        // the caches in their own precision.
+        let singles = segments.filter { $0.rows == 1 }
+        for precision in Set(singles.map(\.cache.precision)) {
+            let queries = singles.filter { $0.cache.precision == precision }.map { segment in
+                DecodeKernels.AttentionQuery(
+                    query: q.pointer + segment.firstRow * qWidth,
+                    keys: segment.cache.keys(layer), values: segment.cache.values(layer),
+                    rowStride: kvWidth, headStride: hd,
+                    length: segment.startPosition + 1, output: attended.pointer + segment.firstRow * qWidth)
+            }
+            DecodeKernels.attention(queries, heads: heads, kvHeads: kvHeads, headDim: hd, scale: scale,
+                                    precision: precision, pool: DecodePool.shared)
         }
-        DecodeKernels.attention(singles, heads: heads, kvHeads: kvHeads, headDim: hd, scale: scale, pool: DecodePool.shared)
-        // Prompts (many rows): one fused kernel per head, heads in parallel.
+        // Prompts (many rows): one fused kernel per head, heads in parallel, over float32 rows (a
+        // float16 cache's rows widened once per layer: a prompt does far more work per row).
         let prompts = segments.filter { $0.rows > 1 }
+        let promptRows = prompts.map { $0.cache.float32Rows(layer: layer, length: $0.startPosition + $0.rows) }
         Kernels.attention(heads: prompts.count * heads, headDim: hd, scale: scale, pool: DecodePool.shared) { i in
             let segment = prompts[i / heads], head = i % heads, kvHead = head / group
             let query = q.pointer + segment.firstRow * qWidth + head * hd
             return AttentionHead(query: query, queryStride: qWidth,
-                                 keys: segment.cache.keys(layer) + kvHead * hd, keyStride: kvWidth,
-                                 values: segment.cache.values(layer) + kvHead * hd, valueStride: kvWidth,
+                                 keys: promptRows[i / heads].keys + kvHead * hd, keyStride: kvWidth,
+                                 values: promptRows[i / heads].values + kvHead * hd, valueStride: kvWidth,
                                  output: attended.pointer + segment.firstRow * qWidth + head * hd, outputStride: qWidth,
                                  rows: segment.rows, length: segment.startPosition + segment.rows,
                                  firstPosition: segment.startPosition)
         }
+        withExtendedLifetime(promptRows) {}
         output(attended.pointer, rows: rows, into: h, accumulate: true)
     }
 }

@@ -1,28 +1,38 @@
+import Kernels
+
 /// The keys and values one sequence has produced so far, per decoder layer.
 ///
-/// Keys are stored after RoPE (and q/k norm), so a new token attends to them as they are.
-/// Storage grows by doubling; `count` is the number of positions filled.
+/// Keys are stored after RoPE (and q/k norm), so a new token attends to them as they are. Each
+/// layer holds `[capacity, width]` keys and as many values, in float32 or float16 (`precision`);
+/// storage grows by doubling; `count` is the number of positions filled.
 public final class KVCache: @unchecked Sendable {
+    public typealias Precision = DecodeKernels.CachePrecision
+
     public let layerCount: Int
     /// Values per position per layer: kv heads × head dim.
     public let width: Int
+    public let precision: Precision
     public private(set) var count = 0
     public private(set) var capacity: Int
-    private var keys: [UnsafeMutablePointer<Float>]     // per layer [capacity, width]
-    private var values: [UnsafeMutablePointer<Float>]   // per layer [capacity, width]
+    private var keys: [UnsafeMutableRawPointer]     // per layer [capacity, width]
+    private var values: [UnsafeMutableRawPointer]   // per layer [capacity, width]
 
-    public init(layerCount: Int, width: Int, capacity: Int = 256) {
+    public init(layerCount: Int, width: Int, capacity: Int = 256, precision: Precision = .float32) {
         self.layerCount = layerCount
         self.width = width
+        self.precision = precision
         self.capacity = max(capacity, 1)
-        keys = (0..<layerCount).map { _ in .allocate(capacity: max(capacity, 1) * width) }
-        values = (0..<layerCount).map { _ in .allocate(capacity: max(capacity, 1) * width) }
+        let bytes = max(capacity, 1) * width * precision.bytesPerValue
+        keys = (0..<layerCount).map { _ in .allocate(byteCount: bytes, alignment: 64) }
+        values = (0..<layerCount).map { _ in .allocate(byteCount: bytes, alignment: 64) }
     }
 
     deinit {
         keys.forEach { $0.deallocate() }
         values.forEach { $0.deallocate() }
     }
+
+    private var rowBytes: Int { width * precision.bytesPerValue }
 
     /// Makes room for `additional` more positions.
     func reserve(_ additional: Int) {
@@ -31,10 +41,10 @@ public final class KVCache: @unchecked Sendable {
         var newCapacity = capacity
         while newCapacity < needed { newCapacity *= 2 }
         for layer in 0..<layerCount {
-            let k = UnsafeMutablePointer<Float>.allocate(capacity: newCapacity * width)
-            let v = UnsafeMutablePointer<Float>.allocate(capacity: newCapacity * width)
-            k.update(from: keys[layer], count: count * width)
-            v.update(from: values[layer], count: count * width)
+            let k = UnsafeMutableRawPointer.allocate(byteCount: newCapacity * rowBytes, alignment: 64)
+            let v = UnsafeMutableRawPointer.allocate(byteCount: newCapacity * rowBytes, alignment: 64)
+            k.copyMemory(from: keys[layer], byteCount: count * rowBytes)
+            v.copyMemory(from: values[layer], byteCount: count * rowBytes)
             keys[layer].deallocate()
             values[layer].deallocate()
             keys[layer] = k
@@ -43,9 +53,46 @@ public final class KVCache: @unchecked Sendable {
         capacity = newCapacity
     }
 
-    /// Rows of layer `layer` from position 0 (`[capacity, width]`).
-    func keys(_ layer: Int) -> UnsafeMutablePointer<Float> { keys[layer] }
-    func values(_ layer: Int) -> UnsafeMutablePointer<Float> { values[layer] }
+    /// Writes `rows` positions from `position` on of layer `layer` (`[rows, width]` float32 each),
+    /// rounded to the cache's precision. The caller keeps within the reserved capacity.
+    func store(layer: Int, at position: Int, rows: Int, keys newKeys: UnsafePointer<Float>, values newValues: UnsafePointer<Float>) {
+        let offset = position * rowBytes, n = rows * width
+        switch precision {
+        case .float32:
+            (keys[layer] + offset).copyMemory(from: newKeys, byteCount: n * 4)
+            (values[layer] + offset).copyMemory(from: newValues, byteCount: n * 4)
+        case .float16:
+            Kernels.narrowToFloat16(newKeys, count: n, into: keys[layer] + offset)
+            Kernels.narrowToFloat16(newValues, count: n, into: values[layer] + offset)
+        }
+    }
+
+    /// Layer `layer`'s rows from position 0 (`[capacity, width]` in `precision`).
+    func keys(_ layer: Int) -> UnsafeRawPointer { UnsafeRawPointer(keys[layer]) }
+    func values(_ layer: Int) -> UnsafeRawPointer { UnsafeRawPointer(values[layer]) }
+
+    /// Positions `0..<length` of layer `layer` as float32 `[length, width]` keys and values: the
+    /// stored rows themselves when the cache is float32, else widened into `widened`.
+    struct Float32Rows {
+        let keys: UnsafePointer<Float>
+        let values: UnsafePointer<Float>
+        /// Owns the widened rows of a float16 cache.
+        let widened: FloatBuffer?
+    }
+
+    func float32Rows(layer: Int, length: Int) -> Float32Rows {
+        switch precision {
+        case .float32:
+            return Float32Rows(keys: UnsafePointer(keys[layer].assumingMemoryBound(to: Float.self)),
+                               values: UnsafePointer(values[layer].assumingMemoryBound(to: Float.self)), widened: nil)
+        case .float16:
+            let n = length * width
+            let buffer = FloatBuffer(count: 2 * n)
+            Kernels.widenFloat16Vectorized(keys[layer], count: n, into: buffer.pointer)
+            Kernels.widenFloat16Vectorized(values[layer], count: n, into: buffer.pointer + n)
+            return Float32Rows(keys: UnsafePointer(buffer.pointer), values: UnsafePointer(buffer.pointer + n), widened: buffer)
+        }
+    }
 
     /// Marks `rows` more positions as filled, after every layer has written them.
     func advance(_ rows: Int) { count += rows }
@@ -54,5 +101,5 @@ public final class KVCache: @unchecked Sendable {
     public func truncate(to position: Int) { count = min(count, max(0, position)) }
 
     /// Bytes held by this cache.
-    public var byteCount: Int { 2 * layerCount * capacity * width * MemoryLayout<Float>.size }
+    public var byteCount: Int { 2 * layerCount * capacity * rowBytes }
 }

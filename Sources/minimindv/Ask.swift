@@ -61,6 +61,9 @@ struct Ask: AsyncParsableCommand {
     @Flag(help: "Ignore EXIF orientation (reproduces upstream's Pillow pixels exactly).")
     var noExifRotate = false
 
+    @Option(help: CacheOption.help)
+    var kvCache: CacheOption = .auto
+
     func validate() throws {
         if maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
@@ -72,7 +75,7 @@ struct Ask: AsyncParsableCommand {
         do { chat = try ChatModel(path: model) } catch { throw ValidationError("cannot open model \(model): \(error)") }
         let network = chat.network
         let tokenizer = chat.tokenizer
-        let engine = Engine(model: network, threads: threads)
+        let engine = Engine(model: network, threads: threads, cachePrecision: kvCache.precision)
 
         // Images: decode, preprocess, encode in one batch.
         var features: [[Float]] = []

@@ -35,6 +35,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Decode batch sizes, comma-separated.")
     var batches: String = "1,8"
 
+    @Option(help: CacheOption.help)
+    var kvCache: CacheOption = .auto
+
     func validate() throws {
         if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
         if decodeTokens < 2 { throw ValidationError("--decode-tokens must be at least 2") }
@@ -48,7 +51,7 @@ struct Bench: AsyncParsableCommand {
         let file = try GGUFFile(path: model)
         let network = try VisionLanguageModel(file: file)
         let tokenizer = try file.modelTokenizer()
-        let engine = Engine(model: network, threads: threads)
+        let engine = Engine(model: network, threads: threads, cachePrecision: kvCache.precision)
         let config = network.config
         var rows: [(String, String)] = []
 
@@ -111,6 +114,7 @@ struct Bench: AsyncParsableCommand {
         getrusage(RUSAGE_SELF.rawValue, &usage)
         rows.append(("peak RSS", String(format: "%.0f MB", Double(usage.ru_maxrss) / 1024)))
         rows.append(("threads", "\(Kernels.threadCount) (OpenBLAS \(Kernels.blasCoreName))"))
+        rows.append(("KV cache", engine.cachePrecision.description))
 
         let kind = config.isMoE ? "MoE \(config.expertCount) experts" : "dense"
         print("\((model as NSString).lastPathComponent): gen\(config.generation) \(config.hiddenSize)x\(config.layerCount) \(kind)")

@@ -101,6 +101,60 @@ if arguments.contains("--overhead") {
     exit(0)
 }
 
+// --attention: the decode step's attention of 8 (or --m) single-token queries over caches of
+// --length positions, every layer of MiniMind2-V (8 heads, 2 KV heads, head dim 96, 16 layers),
+// each sequence and layer its own cache as in a real step (so keys and values stream from DRAM),
+// caches in float32 and in float16.
+if arguments.contains("--attention") {
+    let kvHeads = option("--kv-heads").flatMap { Int($0) } ?? 2, heads = 4 * kvHeads, hd = 96, layers = 16
+    let length = option("--length").flatMap { Int($0) } ?? 300
+    let threads = threadCounts.max() ?? 2
+    let pool = ComputePool(threads: threads)
+    for m in batchSizes {
+        let kvWidth = kvHeads * hd, perCache = length * kvWidth
+        let queries = randomFloats(m * heads * hd, seed: 7)
+        var out = [Float](repeating: 0, count: m * heads * hd)
+        for precision in [DecodeKernels.CachePrecision.float32, .float16] { for headMajor in [false, true] {
+            // keys then values of every (sequence, layer), one allocation.
+            let bytes = 2 * m * layers * perCache * precision.bytesPerValue
+            let storage = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+            defer { storage.deallocate() }
+            for i in 0..<(2 * m * layers) {
+                let values = randomFloats(perCache, seed: UInt64(i + 1))
+                let at = storage + i * perCache * precision.bytesPerValue
+                if precision == .float32 {
+                    at.copyMemory(from: values, byteCount: perCache * 4)
+                } else {
+                    values.withUnsafeBufferPointer { ck_f32_to_f16($0.baseAddress!, at.assumingMemoryBound(to: UInt16.self), perCache) }
+                }
+            }
+            func cache(_ i: Int) -> UnsafeRawPointer { UnsafeRawPointer(storage + i * perCache * precision.bytesPerValue) }
+            let t = queries.withUnsafeBufferPointer { qp in
+                out.withUnsafeMutableBufferPointer { op in
+                    measure(budget: 1.0) { _ in
+                        for layer in 0..<layers {
+                            let list = (0..<m).map { s in
+                                DecodeKernels.AttentionQuery(
+                                    query: qp.baseAddress! + s * heads * hd, keys: cache(2 * (s * layers + layer)),
+                                    values: cache(2 * (s * layers + layer) + 1),
+                                    rowStride: headMajor ? hd : kvWidth, headStride: headMajor ? length * hd : hd, length: length,
+                                    output: op.baseAddress! + s * heads * hd)
+                            }
+                            DecodeKernels.attention(list, heads: heads, kvHeads: kvHeads, headDim: hd, scale: 0.1,
+                                                    precision: precision, pool: pool)
+                        }
+                    }
+                }
+            }
+            let gbs: Double = Double(bytes) / t.best / 1e9
+            print(String(format: "attention m %d length %d %@ %@ threads %d: %.3f ms/step (best %.3f), %.1f GB/s of keys and values",
+                         m, length, precision.description, headMajor ? "[kv head][position]" : "[position][kv head]",
+                         threads, t.median * 1e3, t.best * 1e3, gbs))
+        } }
+    }
+    exit(0)
+}
+
 // --decode: the matrix products of one decode step of each released LLM size (all layers + LM
 // head, dense FFN), per weight format, against OpenBLAS f32; tokens/s = m / step time is the
 // ceiling the products alone allow (attention, norms and sampling come on top).
@@ -173,6 +227,33 @@ if arguments.contains("--decode") {
                                  tokens / t.best / model.pytorch[m, default: .nan], model.pytorch[m, default: .nan], bytes / t.best / 1e9))
                     fflush(nil)
                 }
+            }
+            // Q8_0 packed into int8 panels, grouped as the decode step runs them: Q/K/V one job,
+            // O, gate/up one job, down, then the head.
+            let q8 = try shapes.enumerated().map { i, shape in
+                try Int8PanelMatrix(packing: QuantizedMatrix(converting: f32[i], rows: shape.0, columns: shape.1, to: .q8_0))
+            }
+            var groups: [[Int]] = []
+            for l in 0..<model.layers { let b = l * 7; groups += [[b, b + 1, b + 2], [b + 3], [b + 4, b + 5], [b + 6]] }
+            groups.append([shapes.count - 1])
+            let outputs = shapes.map { [Float](repeating: 0, count: m * $0.0) }
+            let bytes = Double(q8.reduce(0) { $0 + $1.byteCount })
+            for threads in threadCounts {
+                let pool = ComputePool(threads: threads)
+                let t = x.withUnsafeBufferPointer { xp in
+                    measure(budget: 1.0) { _ in
+                        for group in groups {
+                            let products = group.map { i in
+                                DecodeKernels.PanelProduct(matrix: q8[i], output: UnsafeMutablePointer(mutating: outputs[i].withUnsafeBufferPointer { $0.baseAddress! }))
+                            }
+                            DecodeKernels.multiply(xp.baseAddress!, rows: m, columns: shapes[group[0]].1, by: products, pool: pool)
+                        }
+                    }
+                }
+                print(String(format: "| %@ | %d | q8_0 panels | %d | %.2f | %.2f | %.0f | %.1fx (%.1f) | %.1f |", model.name, m,
+                             threads, t.median * 1e3, t.best * 1e3, tokens / t.best,
+                             tokens / t.best / model.pytorch[m, default: .nan], model.pytorch[m, default: .nan], bytes / t.best / 1e9))
+                fflush(nil)
             }
         }
     }

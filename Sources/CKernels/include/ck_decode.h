@@ -31,8 +31,11 @@ int ck_matmul_many(ck_pool *pool, int isa, const ck_product *products, size_t co
 /// One query row attending to its sequence's cache.
 typedef struct {
     const float *q;      ///< [heads, head_dim], after RoPE (and q norm)
-    const float *keys;   ///< [length, kv_heads * head_dim], after RoPE (and k norm)
-    const float *values; ///< [length, kv_heads * head_dim]
+    const void *keys;    ///< key d of position t, KV head h at [t * row_stride + h * head_stride + d], in the
+                         ///< job's kv_format, after RoPE (and k norm)
+    const void *values;  ///< laid out as keys
+    size_t row_stride;   ///< elements between positions (kv_heads * head_dim when heads are interleaved)
+    size_t head_stride;  ///< elements between KV heads (head_dim when interleaved)
     size_t length;       ///< positions visible to this row (all of them: it is the newest)
     float *out;          ///< [heads, head_dim]
 } ck_attention_query;
@@ -40,8 +43,10 @@ typedef struct {
 /// out = softmax(scale * q K^T) V per query head, query head h reading KV head h / (heads / kv_heads)
 /// (grouped-query attention): each KV head's keys and values are read once for all its query
 /// heads. Tasks are (query row, KV head) pairs spread over the pool. Scores and softmax in float32.
-void ck_decode_attention(ck_pool *pool, const ck_attention_query *queries, size_t count,
-                         size_t heads, size_t kv_heads, size_t head_dim, float scale);
+/// Keys and values are float32 or float16 (kv_format CK_FORMAT_F32 or CK_FORMAT_F16); scores,
+/// softmax and sums are float32 either way. Returns 0, or -1 for another kv_format.
+int ck_decode_attention(ck_pool *pool, const ck_attention_query *queries, size_t count, size_t heads,
+                        size_t kv_heads, size_t head_dim, float scale, int kv_format);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,112 @@
+import Foundation
+import Kernels
+import Testing
+
+/// The decode step's attention (one query row per sequence over its cache) against the formula
+/// in double precision, for float32 and float16 caches, both cache layouts and every head-size
+/// and group shape the kernel specialises.
+@Suite("Decode attention")
+struct DecodeAttentionTests {
+    /// softmax(scale · q Kᵀ) V per query head in double; head h reads KV head h / (heads / kvHeads).
+    static func reference(query: [Float], keys: [Float], values: [Float], heads: Int, kvHeads: Int, headDim hd: Int,
+                          length: Int, rowStride: Int, headStride: Int, scale: Float) -> [Float] {
+        var out = [Float](repeating: 0, count: heads * hd)
+        for h in 0..<heads {
+            let kvHead = h / (heads / kvHeads)
+            var scores = (0..<length).map { t -> Double in
+                var dot = 0.0
+                for d in 0..<hd { dot += Double(query[h * hd + d]) * Double(keys[t * rowStride + kvHead * headStride + d]) }
+                return dot * Double(scale)
+            }
+            let top = scores.max()!
+            scores = scores.map { Foundation.exp($0 - top) }
+            let sum = scores.reduce(0, +)
+            for d in 0..<hd {
+                var acc = 0.0
+                for t in 0..<length { acc += scores[t] / sum * Double(values[t * rowStride + kvHead * headStride + d]) }
+                out[h * hd + d] = Float(acc)
+            }
+        }
+        return out
+    }
+
+    /// Float16 storage of `values`, and the float32 values it holds.
+    static func halves(_ values: [Float]) -> (bits: [UInt16], widened: [Float]) {
+        let bits = values.map { Float16($0).bitPattern }
+        return (bits, bits.map { Float(Float16(bitPattern: $0)) })
+    }
+
+    // (heads, kvHeads, headDim): groups of 1, 2, 3, 4, 5 query heads; 1 to 8 vectors per head.
+    static let shapes: [(Int, Int, Int)] = [(8, 2, 64), (8, 2, 96), (8, 4, 96), (6, 2, 32), (5, 1, 128), (4, 4, 16), (3, 3, 48)]
+
+    @Test(arguments: [DecodeKernels.CachePrecision.float32, .float16], [false, true])
+    func matchesTheFormula(precision: DecodeKernels.CachePrecision, headMajor: Bool) {
+        var rng = TestRandom(seed: headMajor ? 11 : 12)
+        for (heads, kvHeads, hd) in Self.shapes {
+            // Three sequences at once, of lengths around the kernel's 16-position tiles.
+            let lengths = [1, 17, 40]
+            let capacity = 48, kvWidth = kvHeads * hd
+            let rowStride = headMajor ? hd : kvWidth, headStride = headMajor ? capacity * hd : hd
+            var stored: [(keys: [Float], values: [Float], raw: ([UInt8], [UInt8]))] = []
+            for _ in lengths {
+                var keys = rng.values(capacity * kvWidth, scale: 2), values = rng.values(capacity * kvWidth)
+                var raw: ([UInt8], [UInt8])
+                switch precision {
+                case .float32:
+                    raw = (keys.withUnsafeBytes { Array($0) }, values.withUnsafeBytes { Array($0) })
+                case .float16:
+                    let k = Self.halves(keys), v = Self.halves(values)
+                    keys = k.widened
+                    values = v.widened
+                    raw = (k.bits.withUnsafeBytes { Array($0) }, v.bits.withUnsafeBytes { Array($0) })
+                }
+                stored.append((keys, values, raw))
+            }
+            let queries = lengths.map { _ in rng.values(heads * hd) }
+            var outputs = lengths.map { _ in [Float](repeating: .nan, count: heads * hd) }
+            let scale = 1 / Float(hd).squareRoot()
+            withPointers(stored.map(\.raw.0), stored.map(\.raw.1), queries, &outputs) { keys, values, q, out in
+                let list = lengths.indices.map { i in
+                    DecodeKernels.AttentionQuery(query: q[i], keys: keys[i], values: values[i], rowStride: rowStride,
+                                                 headStride: headStride, length: lengths[i], output: out[i])
+                }
+                DecodeKernels.attention(list, heads: heads, kvHeads: kvHeads, headDim: hd, scale: scale,
+                                        precision: precision, pool: ComputePool(threads: 2))
+            }
+            for (i, length) in lengths.enumerated() {
+                let expected = Self.reference(query: queries[i], keys: stored[i].keys, values: stored[i].values, heads: heads,
+                                              kvHeads: kvHeads, headDim: hd, length: length, rowStride: rowStride,
+                                              headStride: headStride, scale: scale)
+                let worst = zip(outputs[i], expected).map { abs($0 - $1) }.max()!
+                #expect(worst < 1e-5, "heads \(heads)/\(kvHeads) hd \(hd) length \(length) \(precision): off by \(worst)")
+            }
+        }
+    }
+
+    /// Runs `body` with stable pointers to each array's storage.
+    private func withPointers(_ keys: [[UInt8]], _ values: [[UInt8]], _ queries: [[Float]], _ outputs: inout [[Float]],
+                              _ body: ([UnsafeRawPointer], [UnsafeRawPointer], [UnsafePointer<Float>], [UnsafeMutablePointer<Float>]) -> Void) {
+        let k = keys.map { bytes in
+            let p = UnsafeMutableRawPointer.allocate(byteCount: bytes.count, alignment: 64)
+            p.copyMemory(from: bytes, byteCount: bytes.count)
+            return p
+        }
+        let v = values.map { bytes in
+            let p = UnsafeMutableRawPointer.allocate(byteCount: bytes.count, alignment: 64)
+            p.copyMemory(from: bytes, byteCount: bytes.count)
+            return p
+        }
+        let q = queries.map { values in
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: values.count)
+            p.initialize(from: values, count: values.count)
+            return p
+        }
+        let o = outputs.map { UnsafeMutablePointer<Float>.allocate(capacity: $0.count) }
+        defer {
+            (k + v).forEach { $0.deallocate() }
+            (q + o).forEach { $0.deallocate() }
+        }
+        body(k.map { UnsafeRawPointer($0) }, v.map { UnsafeRawPointer($0) }, q.map { UnsafePointer($0) }, o)
+        for i in outputs.indices { outputs[i] = Array(UnsafeBufferPointer(start: o[i], count: outputs[i].count)) }
+    }
+}
