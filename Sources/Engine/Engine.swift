@@ -12,15 +12,27 @@ public final class Engine: @unchecked Sendable {
     /// How new sequences store their keys and values.
     public let cachePrecision: KVCache.Precision
 
+    /// Prompts whose beginnings new prompts may reuse (nil: every prompt is prefilled in full).
+    private let prefixes: PromptPrefixes?
+
     /// - Parameters:
     ///   - threads: sets the OpenBLAS threads (process-wide; < 1 = every core); nil leaves them
     ///     as they are (OpenBLAS starts with one per core).
     ///   - cachePrecision: nil takes the model file's (`Decoder.defaultCachePrecision`).
-    public init(model: VisionLanguageModel, threads: Int? = nil, cachePrecision: KVCache.Precision? = nil) {
+    ///   - prefixBytes: memory for the keys and values of recent prompts, so that a prompt
+    ///     beginning like one of them (same image, same system prompt) prefills only the rest; 0 keeps none.
+    public init(model: VisionLanguageModel, threads: Int? = nil, cachePrecision: KVCache.Precision? = nil,
+                prefixBytes: Int = 0) {
         self.model = model
         self.cachePrecision = cachePrecision ?? model.decoder.defaultCachePrecision
+        prefixes = prefixBytes > 0
+            ? PromptPrefixes(byteLimit: prefixBytes, placeholder: model.config.imageTokenID, runLength: model.config.imageTokenCount)
+            : nil
         if let threads { Kernels.setThreadCount(threads) }
     }
+
+    /// Prompts held for reuse, and their bytes.
+    public var rememberedPrompts: (count: Int, bytes: Int) { (prefixes?.count ?? 0, prefixes?.byteCount ?? 0) }
 
     public var endOfTurnID: Int { model.config.endOfTurnID }
 
@@ -36,15 +48,23 @@ public final class Engine: @unchecked Sendable {
     public struct SequenceRequest: Sendable {
         public var prompt: [Int]
         public var images: [[Float]]
+        /// What identifies each image (e.g. the SHA-256 of its file), for reusing the keys and values
+        /// of an earlier prompt with the same image; empty: a prompt with images is not reused.
+        public var imageKeys: [String]
         public var sampling: SamplingSettings
         public var stop: StopConditions
 
-        public init(prompt: [Int], images: [[Float]] = [], sampling: SamplingSettings, stop: StopConditions) {
+        public init(prompt: [Int], images: [[Float]] = [], imageKeys: [String] = [], sampling: SamplingSettings,
+                    stop: StopConditions) {
             self.prompt = prompt
             self.images = images
+            self.imageKeys = imageKeys
             self.sampling = sampling
             self.stop = stop
         }
+
+        /// Whether its keys and values may be reused by, or reuse, another prompt's.
+        var isReusable: Bool { imageKeys.count == images.count }
     }
 
     /// Starts a sequence: embeds the prompt (images into their placeholder runs, in order) and
@@ -60,19 +80,35 @@ public final class Engine: @unchecked Sendable {
     /// work: one bad request throws and starts none.
     public func start(_ requests: [SequenceRequest]) throws(ModelError) -> [GenerationSequence] {
         var inputs: [(cache: KVCache, embeddings: [Float])] = []
+        var reused: [Int] = []
+        let hidden = model.config.hiddenSize
         for request in requests {
             guard !request.prompt.isEmpty else { throw ModelError(.invalidInput, "empty prompt") }
             if let problem = request.sampling.problem { throw ModelError(.invalidInput, problem) }
             let embeddings = try model.promptEmbeddings(tokens: request.prompt, images: request.images)
-            let cache = model.decoder.makeCache(capacity: request.prompt.count + max(request.stop.maxNewTokens, 0) + 1,
-                                                precision: cachePrecision)
-            inputs.append((cache, embeddings))
+            let capacity = request.prompt.count + max(request.stop.maxNewTokens, 0) + 1
+            // At least the last position runs, for the logits of the first new token.
+            if request.isReusable,
+               let (source, length) = prefixes?.longestPrefix(of: request.prompt, imageKeys: request.imageKeys,
+                                                               limit: request.prompt.count - 1),
+               length > 0 {
+                inputs.append((source.copy(prefix: length, capacity: capacity), Array(embeddings[(length * hidden)...])))
+                reused.append(length)
+            } else {
+                inputs.append((model.decoder.makeCache(capacity: capacity, precision: cachePrecision), embeddings))
+                reused.append(0)
+            }
         }
         guard !inputs.isEmpty else { return [] }
         let logits = try model.decoder.forward(inputs)
-        return zip(requests, zip(inputs, logits)).map { request, pair in
+        if let prefixes {
+            for (request, input) in zip(requests, inputs) where request.isReusable {
+                prefixes.remember(request.prompt, imageKeys: request.imageKeys, cache: input.cache)
+            }
+        }
+        return zip(requests, zip(inputs, zip(logits, reused))).map { request, pair in
             GenerationSequence(promptTokens: request.prompt, cache: pair.0.cache, sampler: Sampler(request.sampling),
-                               stop: request.stop, logits: pair.1)
+                               stop: request.stop, logits: pair.1.0, reusedPositions: pair.1.1)
         }
     }
 

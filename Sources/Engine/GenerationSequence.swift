@@ -31,9 +31,13 @@ public final class GenerationSequence: @unchecked Sendable {
     var sampler: Sampler
     /// Logits at the last position fed so far: what the next token is drawn from.
     public internal(set) var nextLogits: [Float]
+    /// Prompt positions whose keys and values came from an earlier prompt instead of prefill.
+    public let reusedPositions: Int
 
-    init(promptTokens: [Int], cache: KVCache, sampler: Sampler, stop: StopConditions, logits: [Float]) {
+    init(promptTokens: [Int], cache: KVCache, sampler: Sampler, stop: StopConditions, logits: [Float],
+         reusedPositions: Int = 0) {
         self.promptTokens = promptTokens
+        self.reusedPositions = reusedPositions
         self.cache = cache
         self.sampler = sampler
         self.stop = stop

@@ -94,6 +94,18 @@ public final class KVCache: @unchecked Sendable {
         }
     }
 
+    /// A new cache holding positions `0..<length` of this one, with room for `capacity` positions.
+    public func copy(prefix length: Int, capacity: Int) -> KVCache {
+        let n = min(max(length, 0), count)
+        let copy = KVCache(layerCount: layerCount, width: width, capacity: max(capacity, n), precision: precision)
+        for layer in 0..<layerCount {
+            copy.keys[layer].copyMemory(from: keys[layer], byteCount: n * rowBytes)
+            copy.values[layer].copyMemory(from: values[layer], byteCount: n * rowBytes)
+        }
+        copy.count = n
+        return copy
+    }
+
     /// Marks `rows` more positions as filled, after every layer has written them.
     func advance(_ rows: Int) { count += rows }
 

@@ -164,8 +164,9 @@ public final class EngineJobExecutor: JobExecutor {
     /// alone, so that one job's bad prompt fails that job only.
     private func prefill(_ jobs: [(admission: Admission, images: [[Float]])]) -> [Result<(GenerationSequence, Double), JobFailure>] {
         func request(_ job: (admission: Admission, images: [[Float]])) -> Engine.SequenceRequest {
-            Engine.SequenceRequest(prompt: job.admission.prompt, images: job.images, sampling: job.admission.sampling,
-                                   stop: job.admission.stop)
+            Engine.SequenceRequest(prompt: job.admission.prompt, images: job.images,
+                                   imageKeys: job.admission.job.images.map(\.sha256),
+                                   sampling: job.admission.sampling, stop: job.admission.stop)
         }
         guard !jobs.isEmpty else { return [] }
         let start = DispatchTime.now()
@@ -335,7 +336,8 @@ public final class EngineJobExecutor: JobExecutor {
         let tokens = job.sequence.outputTokens
         return .answered(id: job.id, JobAnswer(
             text: model.text(of: tokens), promptTokens: job.sequence.promptTokens.count, outputTokens: tokens.count,
-            visionMs: job.visionMs, prefillMs: job.prefillMs, decodeMs: job.decodeMs, cacheHits: job.cacheHits))
+            visionMs: job.visionMs, prefillMs: job.prefillMs, decodeMs: job.decodeMs, cacheHits: job.cacheHits,
+            reusedPromptTokens: job.sequence.reusedPositions))
     }
 }
 

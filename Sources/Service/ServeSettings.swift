@@ -13,6 +13,11 @@ public struct ServeSettings: Equatable, Sendable {
     public var cacheMB = 256
     /// Bound of the persistent embedding cache file.
     public var cacheDiskMB = 1024
+    /// Memory for the keys and values of recent prompts, reused by prompts beginning the same way
+    /// (the same image asked again); 0 turns reuse off.
+    public var prefixMB = 128
+    /// KV cache precision: "auto" (the model file decides), "f32" or "f16".
+    public var kvCache = "auto"
     /// Folder of the persistent embedding cache (`embeddings.sqlite`); nil keeps it in memory only.
     public var cacheDirectory: String? = "./cache"
     public var keepDone = true
@@ -26,8 +31,8 @@ public struct ServeSettings: Equatable, Sendable {
 
     /// The keys a config file may set (the flag names with `_` for `-`).
     public static let keys: [String] = [
-        "spool", "db", "model", "batch", "threads", "cache_mb", "cache_disk_mb", "cache_dir", "keep_done", "log_level",
-        "drain_seconds", "rescan_seconds", "max_attempts", "max_image_mb",
+        "spool", "db", "model", "batch", "threads", "cache_mb", "cache_disk_mb", "cache_dir", "prefix_mb", "kv_cache",
+        "keep_done", "log_level", "drain_seconds", "rescan_seconds", "max_attempts", "max_image_mb",
     ]
 
     /// Applies a config file: `key = value` lines, optionally under a `[serve]` table.
@@ -44,6 +49,13 @@ public struct ServeSettings: Equatable, Sendable {
             case "threads": threads = try value.integer(key, at, min: 1)
             case "cache_mb": cacheMB = try value.integer(key, at, min: 0)
             case "cache_disk_mb": cacheDiskMB = try value.integer(key, at, min: 0)
+            case "prefix_mb": prefixMB = try value.integer(key, at, min: 0)
+            case "kv_cache":
+                let precision = try value.string(key, at)
+                guard ServeSettings.kvCaches.contains(precision) else {
+                    throw ConfigError(at, "kv_cache must be one of \(ServeSettings.kvCaches.joined(separator: ", "))")
+                }
+                kvCache = precision
             case "cache_dir":
                 let dir = try value.string(key, at)
                 cacheDirectory = dir.isEmpty ? nil : dir
@@ -65,6 +77,7 @@ public struct ServeSettings: Equatable, Sendable {
     }
 
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+    public static let kvCaches = ["auto", "f32", "f16"]
 }
 
 /// A config file problem, with file and line.

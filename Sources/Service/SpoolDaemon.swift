@@ -283,6 +283,8 @@ public final class SpoolDaemon: @unchecked Sendable {
                 }
                 logger.info("done", metadata: ["job": "\(id)", "output_tokens": "\(answer.outputTokens)",
                                                "cache_hits": "\(answer.cacheHits)",
+                                               "reused_prompt_tokens": "\(answer.reusedPromptTokens)",
+                                               "prefill_ms": "\(Int(answer.prefillMs))",
                                                "decode_ms": "\(Int(answer.decodeMs))"])
             case .failed(_, let reason):
                 reject(name: job.name, path: job.path, record: job.record, reason: reason, replacing: [.running])

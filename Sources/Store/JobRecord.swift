@@ -107,9 +107,12 @@ public struct JobAnswer: Sendable, Equatable {
     public var decodeMs: Double
     /// Images whose embedding came from the cache (the encoder did not run for them).
     public var cacheHits: Int
+    /// Prompt positions whose keys and values came from an earlier prompt (not stored; logged).
+    public var reusedPromptTokens: Int
 
     public init(text: String, promptTokens: Int, outputTokens: Int, visionMs: Double, prefillMs: Double,
-                decodeMs: Double, cacheHits: Int) {
+                decodeMs: Double, cacheHits: Int, reusedPromptTokens: Int = 0) {
+        self.reusedPromptTokens = reusedPromptTokens
         self.text = text
         self.promptTokens = promptTokens
         self.outputTokens = outputTokens

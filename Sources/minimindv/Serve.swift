@@ -27,6 +27,9 @@ struct Serve: ParsableCommand {
     var cacheDiskMB: Int?
     @Option(name: .customLong("cache-dir"), help: "Folder of the persistent embedding cache (default ./cache; '' for none).")
     var cacheDir: String?
+    @Option(name: .customLong("prefix-mb"), help: "Memory for the keys and values of recent prompts, MiB: a prompt that begins like one of them (same image, same system prompt) prefills only the rest; 0 for none (default 128).")
+    var prefixMB: Int?
+    @Option(name: .customLong("kv-cache"), help: CacheOption.help) var kvCache: CacheOption?
     @Option(help: "TOML settings file; flags override it.") var config: String?
     @Flag(name: .customLong("no-keep-done"), help: "Delete answered jobs instead of moving them to done/.")
     var noKeepDone = false
@@ -55,6 +58,8 @@ struct Serve: ParsableCommand {
         if let cacheMB { settings.cacheMB = cacheMB }
         if let cacheDiskMB { settings.cacheDiskMB = cacheDiskMB }
         if let cacheDir { settings.cacheDirectory = cacheDir.isEmpty ? nil : cacheDir }
+        if let prefixMB { settings.prefixMB = prefixMB }
+        if let kvCache { settings.kvCache = kvCache.rawValue }
         if noKeepDone { settings.keepDone = false }
         if let drainSeconds { settings.drainSeconds = drainSeconds }
         if let maxAttempts { settings.maxAttempts = maxAttempts }
@@ -65,6 +70,7 @@ struct Serve: ParsableCommand {
         guard settings.batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         guard settings.cacheMB >= 0 else { throw ValidationError("--cache-mb cannot be negative") }
         guard settings.cacheDiskMB >= 0 else { throw ValidationError("--cache-disk-mb cannot be negative") }
+        guard settings.prefixMB >= 0 else { throw ValidationError("--prefix-mb cannot be negative") }
         guard settings.maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
         guard settings.drainSeconds >= 0 else { throw ValidationError("--drain-seconds cannot be negative") }
         return settings
@@ -111,7 +117,9 @@ struct Serve: ParsableCommand {
         do { model = try ChatModel(path: modelPath) } catch {
             throw SpoolCommandError("cannot load the model \(modelPath): \(error)")
         }
-        let engine = Engine(model: model.network, threads: settings.threads)
+        let engine = Engine(model: model.network, threads: settings.threads,
+                            cachePrecision: CacheOption(rawValue: settings.kvCache)?.precision,
+                            prefixBytes: settings.prefixMB << 20)
         let fingerprint = EngineJobExecutor.visionFingerprint(of: model)
         let cache = EmbeddingCache(directory: settings.cacheDirectory.map { URL(fileURLWithPath: $0) },
                                    fingerprint: fingerprint, memoryBudgetBytes: settings.cacheMB << 20,
@@ -119,7 +127,7 @@ struct Serve: ParsableCommand {
         logger.info("model loaded", metadata: [
             "model": "\(modelPath)", "generation": "\(model.generation)", "context": "\(model.contextLength)",
             "vision": "\(model.preprocessor != nil)", "fingerprint": "\(fingerprint.prefix(16))",
-            "cache": "\(cache.fileURL?.path ?? "memory only")",
+            "cache": "\(cache.fileURL?.path ?? "memory only")", "kv_cache": "\(engine.cachePrecision)",
             "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(started)))"])
         return EngineJobExecutor(model: model, modelName: URL(fileURLWithPath: modelPath).lastPathComponent, engine: engine,
                                  fingerprint: fingerprint, cache: cache, logger: logger)
