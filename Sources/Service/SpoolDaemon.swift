@@ -202,8 +202,10 @@ public final class SpoolDaemon: @unchecked Sendable {
 
     private func admitPending() {
         guard let claim else { return }
-        var admitted: [JobRequest] = []
-        while running.count < configuration.batchSize, !pending.isEmpty {
+        // Claim and read first, then record every start in one transaction: one commit to disk per
+        // admission rather than per job.
+        var claimed: [(name: String, path: String, request: JobRequest, record: JobRecord)] = []
+        while running.count + claimed.count < configuration.batchSize, !pending.isEmpty {
             let name = pending.removeFirst()
             priorities[name] = nil
             let won: Bool
@@ -226,22 +228,30 @@ public final class SpoolDaemon: @unchecked Sendable {
                 id: request.id, status: .running, question: request.question, system: request.system,
                 images: request.images.map(\.sha256), model: executor.modelName, parameters: request.parameters.jsonText,
                 priority: request.priority, submittedAt: Timestamp.string(request.submittedAt), worker: claim.owner)
+            claimed.append((name, path, request, record))
+        }
+        var admitted: [JobRequest] = []
+        if !claimed.isEmpty {
             do {
-                switch try store.start(record) {
-                case .started(let attempt):
-                    running[request.id] = RunningJob(name: name, path: path, record: record)
-                    admitted.append(request)
-                    logger.info("claimed", metadata: ["job": "\(request.id)", "attempt": "\(attempt)",
-                                                      "images": "\(request.images.count)"])
-                case .duplicate(let existing):
-                    reject(name: name, path: path, record: record,
-                           reason: "duplicate id \"\(request.id)\": a job with this id was already submitted (it is \(existing.rawValue)); submit again under a new id",
-                           replacing: [])
+                for (job, start) in zip(claimed, try store.start(claimed.map(\.record))) {
+                    switch start {
+                    case .started(let attempt):
+                        running[job.request.id] = RunningJob(name: job.name, path: job.path, record: job.record)
+                        admitted.append(job.request)
+                        logger.info("claimed", metadata: ["job": "\(job.request.id)", "attempt": "\(attempt)",
+                                                          "images": "\(job.request.images.count)"])
+                    case .duplicate(let existing):
+                        reject(name: job.name, path: job.path, record: job.record,
+                               reason: "duplicate id \"\(job.request.id)\": a job with this id was already submitted (it is \(existing.rawValue)); submit again under a new id",
+                               replacing: [])
+                    }
                 }
             } catch {
-                logger.error("cannot record the start of a job; returning it to incoming/",
-                             metadata: ["job": "\(request.id)", "error": "\(error)"])
-                _ = try? spool.requeue(path, name: name)
+                for job in claimed {
+                    logger.error("cannot record the start of a job; returning it to incoming/",
+                                 metadata: ["job": "\(job.request.id)", "error": "\(error)"])
+                    _ = try? spool.requeue(job.path, name: job.name)
+                }
             }
         }
         setStat { $0.running = running.count }
@@ -256,6 +266,7 @@ public final class SpoolDaemon: @unchecked Sendable {
     // MARK: - Results
 
     private func record(_ outcomes: [JobOutcome]) {
+        var answered: [(job: RunningJob, id: String, answer: JobAnswer)] = []
         for outcome in outcomes {
             guard let job = running.removeValue(forKey: outcome.id) else {
                 logger.warning("executor reported a job it was not running", metadata: ["job": "\(outcome.id)"])
@@ -263,32 +274,40 @@ public final class SpoolDaemon: @unchecked Sendable {
             }
             switch outcome {
             case .answered(let id, let answer):
-                do {
-                    // The row is committed before the job leaves active/: a crash in between is recovered by
-                    // moving the job to done/ without computing it again.
-                    try store.finish(id: id, answer: answer)
-                } catch {
-                    logger.error("cannot commit a result; the job stays in active/ and is retried after a restart",
-                                 metadata: ["job": "\(id)", "error": "\(error)"])
-                    continue
-                }
-                do {
-                    try spool.retire(job.path, name: job.name, keep: configuration.keepDone)
-                } catch {
-                    logger.error("result committed but the job could not leave active/", metadata: ["job": "\(id)", "error": "\(error)"])
-                }
-                setStat {
-                    $0.done += 1
-                    $0.outputTokens += answer.outputTokens
-                }
-                logger.info("done", metadata: ["job": "\(id)", "output_tokens": "\(answer.outputTokens)",
-                                               "cache_hits": "\(answer.cacheHits)",
-                                               "reused_prompt_tokens": "\(answer.reusedPromptTokens)",
-                                               "prefill_ms": "\(Int(answer.prefillMs))",
-                                               "decode_ms": "\(Int(answer.decodeMs))"])
+                answered.append((job, id, answer))
             case .failed(_, let reason):
                 reject(name: job.name, path: job.path, record: job.record, reason: reason, replacing: [.running])
             }
+        }
+        if !answered.isEmpty {
+            // The rows are committed (together: one commit to disk for the jobs of one step) before
+            // the jobs leave active/: a crash in between is recovered by moving them to done/ without
+            // computing them again.
+            do {
+                try store.finish(answered.map { ($0.id, $0.answer) })
+            } catch {
+                for (_, id, _) in answered {
+                    logger.error("cannot commit a result; the job stays in active/ and is retried after a restart",
+                                 metadata: ["job": "\(id)", "error": "\(error)"])
+                }
+                answered = []
+            }
+        }
+        for (job, id, answer) in answered {
+            do {
+                try spool.retire(job.path, name: job.name, keep: configuration.keepDone)
+            } catch {
+                logger.error("result committed but the job could not leave active/", metadata: ["job": "\(id)", "error": "\(error)"])
+            }
+            setStat {
+                $0.done += 1
+                $0.outputTokens += answer.outputTokens
+            }
+            logger.info("done", metadata: ["job": "\(id)", "output_tokens": "\(answer.outputTokens)",
+                                           "cache_hits": "\(answer.cacheHits)",
+                                           "reused_prompt_tokens": "\(answer.reusedPromptTokens)",
+                                           "prefill_ms": "\(Int(answer.prefillMs))",
+                                           "decode_ms": "\(Int(answer.decodeMs))"])
         }
         setStat { $0.running = running.count }
     }

@@ -175,34 +175,53 @@ public final class ResultStore: Sendable {
 
     /// Marks a claimed job as running: a new row, or a `queued` row (recovered or returned) raised by one attempt.
     public func start(_ job: JobRecord) throws -> StartOutcome {
-        try pool.write { db in
-            if let existing = try JobRecord.fetchOne(db, key: job.id) {
-                guard existing.status == .queued else { return .duplicate(existing: existing.status) }
+        try start([job])[0]
+    }
+
+    /// Marks several claimed jobs as running in one transaction (one commit to disk for a whole
+    /// admission); outcomes in the order of `jobs`. A job id twice in `jobs` is a duplicate the second time.
+    public func start(_ jobs: [JobRecord]) throws -> [StartOutcome] {
+        guard !jobs.isEmpty else { return [] }
+        return try pool.write { db in
+            try jobs.map { job in
+                if let existing = try JobRecord.fetchOne(db, key: job.id) {
+                    guard existing.status == .queued else { return .duplicate(existing: existing.status) }
+                    var row = job
+                    row.status = .running
+                    row.attempts = existing.attempts + 1
+                    row.startedAt = Timestamp.now
+                    row.submittedAt = existing.submittedAt ?? job.submittedAt
+                    try row.update(db)
+                    return .started(attempt: row.attempts)
+                }
                 var row = job
                 row.status = .running
-                row.attempts = existing.attempts + 1
+                row.attempts = 1
                 row.startedAt = Timestamp.now
-                row.submittedAt = existing.submittedAt ?? job.submittedAt
-                try row.update(db)
-                return .started(attempt: row.attempts)
+                try row.insert(db)
+                return .started(attempt: 1)
             }
-            var row = job
-            row.status = .running
-            row.attempts = 1
-            row.startedAt = Timestamp.now
-            try row.insert(db)
-            return .started(attempt: 1)
         }
     }
 
     /// Commits an answer in one transaction. This happens before the job leaves `active/`.
     public func finish(id: String, answer: JobAnswer) throws {
+        try finish([(id, answer)])
+    }
+
+    /// Commits several answers in one transaction (the jobs that finished in the same decode step:
+    /// one commit to disk instead of one each); all or none are stored.
+    public func finish(_ answers: [(id: String, answer: JobAnswer)]) throws {
+        guard !answers.isEmpty else { return }
         try pool.write { db in
-            try db.execute(sql: """
-                UPDATE jobs SET status = 'done', answer = ?, prompt_tokens = ?, output_tokens = ?, vision_ms = ?,
-                  prefill_ms = ?, decode_ms = ?, cache_hits = ?, finished_at = ?, error = NULL WHERE id = ?
-                """, arguments: [answer.text, answer.promptTokens, answer.outputTokens, answer.visionMs,
-                                 answer.prefillMs, answer.decodeMs, answer.cacheHits, Timestamp.now, id])
+            let finishedAt = Timestamp.now
+            for (id, answer) in answers {
+                try db.execute(sql: """
+                    UPDATE jobs SET status = 'done', answer = ?, prompt_tokens = ?, output_tokens = ?, vision_ms = ?,
+                      prefill_ms = ?, decode_ms = ?, cache_hits = ?, finished_at = ?, error = NULL WHERE id = ?
+                    """, arguments: [answer.text, answer.promptTokens, answer.outputTokens, answer.visionMs,
+                                     answer.prefillMs, answer.decodeMs, answer.cacheHits, finishedAt, id])
+            }
         }
     }
 

@@ -68,6 +68,22 @@ func sampleRecord(_ id: String) -> JobRecord {
         #expect(try store.start(sampleRecord("j")) == .duplicate(existing: .done))
     }
 
+    @Test func anAdmissionStartsAndAStepAnswersSeveralJobsInOneTransactionEach() throws {
+        let store = try ResultStore(path: try scratchDatabase())
+        _ = try store.start(sampleRecord("old"))
+        let starts = try store.start([sampleRecord("a"), sampleRecord("b"), sampleRecord("a"), sampleRecord("old")])
+        #expect(starts == [.started(attempt: 1), .started(attempt: 1), .duplicate(existing: .running), .duplicate(existing: .running)])
+        func answer(_ text: String) -> JobAnswer {
+            JobAnswer(text: text, promptTokens: 5, outputTokens: 2, visionMs: 1, prefillMs: 1, decodeMs: 1, cacheHits: 0)
+        }
+        try store.finish([("a", answer("first")), ("b", answer("second"))])
+        let a = try #require(try store.record(id: "a")), b = try #require(try store.record(id: "b"))
+        #expect(a.status == .done && a.answer == "first")
+        #expect(b.status == .done && b.answer == "second")
+        #expect(a.finishedAt == b.finishedAt, "one transaction, one time")
+        #expect(try store.record(id: "old")?.status == .running)
+    }
+
     @Test func aRequeuedJobCountsItsNextStartAsAnotherAttempt() throws {
         let store = try ResultStore(path: try scratchDatabase())
         _ = try store.start(sampleRecord("r"))

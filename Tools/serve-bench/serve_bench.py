@@ -5,7 +5,8 @@ For each batch size: a fresh spool, database and embedding cache; the daemon is 
 (READY in its log), then all jobs are dropped into incoming/ at once (directory protocol: tmp/ then
 rename). Reports jobs/s (jobs / (last finished_at - first submitted_at)), p50/p95 latency from
 submit to result (finished_at - submitted_at, both from the jobs table) and the embedding-cache hit
-rate (sum of cache_hits / images). Not a test: run it on a quiet machine with a release build.
+rate (sum of cache_hits / images); the vision and prefill seconds summed over jobs (each job's share of
+batched passes) and how many jobs reused an earlier prompt's beginning (the daemon's log). Not a test: run it on a quiet machine with a release build.
 
   swift build -c release --product minimindv
   python3 Tools/serve-bench/serve_bench.py --model M.gguf --batch 1 --batch 8
@@ -88,7 +89,12 @@ def run(binary, model, batch, jobs, images, max_tokens, threads):
         finished = [parse_time(r[2]) for r in rows]
         latencies = [f - s for s, f in zip(submitted, finished)]
         wall = max(finished) - min(submitted)
+        log = open(log_path).read()
+        reused = [int(part.split("=")[1]) for part in log.split() if part.startswith("reused_prompt_tokens=")]
         return {
+            "vision_s": sum(r[5] or 0 for r in rows) / 1000,
+            "prefill_s": sum(r[6] or 0 for r in rows) / 1000,
+            "reused": sum(1 for n in reused if n > 0),
             "batch": batch,
             "jobs_per_s": jobs / wall,
             "p50_s": percentile(latencies, 50),
@@ -116,12 +122,13 @@ def main():
     images = sorted(os.path.join(args.images, name) for name in os.listdir(args.images) if name.endswith(".jpg"))[:16]
     print(f"model {args.model}, {args.jobs} jobs over {len(images)} images, max_tokens {args.max_tokens} (greedy), "
           f"load average before: {os.getloadavg()[0]:.2f}")
-    print("| batch | jobs/s | p50 latency s | p95 latency s | cache hit rate | output tokens/s | wall s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| batch | jobs/s | p50 latency s | p95 latency s | cache hit rate | output tokens/s | wall s | vision s | prefill s | prompts reused |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for batch in args.batch or [1, 8]:
         r = run(args.binary, os.path.abspath(args.model), batch, args.jobs, images, args.max_tokens, args.threads)
         print(f"| {r['batch']} | {r['jobs_per_s']:.2f} | {r['p50_s']:.2f} | {r['p95_s']:.2f} | {r['hit_rate']:.2f} | "
-              f"{r['tokens_per_s']:.1f} | {r['wall_s']:.1f} |", flush=True)
+              f"{r['tokens_per_s']:.1f} | {r['wall_s']:.1f} | {r['vision_s']:.1f} | {r['prefill_s']:.1f} | {r['reused']} |",
+              flush=True)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
