@@ -52,9 +52,9 @@ struct Attention: Sendable {
     ) {
         let hd = config.headDim, heads = config.headCount, kvHeads = config.kvHeadCount
         let qWidth = config.queryWidth, kvWidth = config.kvWidth
-        let q = FloatBuffer(count: rows * qWidth)       // [rows, heads, hd]
-        let k = FloatBuffer(count: rows * kvWidth)      // [rows, kv, hd]
-        let v = FloatBuffer(count: rows * kvWidth)      // [rows, kv, hd]
+        let q = FloatBuffer(uninitializedCount: rows * qWidth)       // [rows, heads, hd]
+        let k = FloatBuffer(uninitializedCount: rows * kvWidth)      // [rows, kv, hd]
+        let v = FloatBuffer(uninitializedCount: rows * kvWidth)      // [rows, kv, hd]
         if rows <= DecodeProduct.rowLimit, let qkv = decodeQKV {
             DecodeProduct.run([(qkv[0], q.pointer), (qkv[1], k.pointer), (qkv[2], v.pointer)], x: x, rows: rows, columns: config.hiddenSize)
         } else {
@@ -76,7 +76,7 @@ struct Attention: Sendable {
                                 keys: k.pointer + segment.firstRow * kvWidth, values: v.pointer + segment.firstRow * kvWidth)
         }
 
-        let attended = FloatBuffer(count: rows * qWidth)    // [rows, heads, hd]
+        let attended = FloatBuffer(uninitializedCount: rows * qWidth)    // [rows, heads, hd]
         let group = heads / kvHeads
         let scale = 1 / Float(hd).squareRoot()
         // Rows that are one new token (decode): one job over all of them and their KV heads, reading

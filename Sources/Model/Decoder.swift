@@ -62,7 +62,7 @@ public final class Decoder: @unchecked Sendable {
     public func forward(_ inputs: [(cache: KVCache, embeddings: [Float])]) throws(ModelError) -> [[Float]] {
         let last = try lastHiddenRows(inputs)                  // [sequences, hidden], final-normed
         let count = inputs.count, vocab = config.vocabularySize
-        let logits = FloatBuffer(count: count * vocab)          // [sequences, vocab]
+        let logits = FloatBuffer(uninitializedCount: count * vocab)          // [sequences, vocab]
         head(last.pointer, rows: count, into: logits.pointer)
         return (0..<count).map { logits.rows($0..<($0 + 1), width: vocab) }
     }

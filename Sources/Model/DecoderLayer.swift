@@ -28,7 +28,7 @@ struct DecoderLayer: Sendable {
 
     /// Updates `h` `[rows, hidden]` in place.
     func callAsFunction(_ h: UnsafeMutablePointer<Float>, rows: Int, hidden: Int, segments: [BatchSegment], rotary: RotaryTable) {
-        let x = FloatBuffer(count: rows * hidden)    // [rows, hidden]
+        let x = FloatBuffer(uninitializedCount: rows * hidden)    // [rows, hidden]
         attentionNorm(h, rows: rows, into: x.pointer)
         attention(x.pointer, rows: rows, segments: segments, rotary: rotary, residual: h)
         ffnNorm(h, rows: rows, into: x.pointer)

@@ -32,8 +32,8 @@ struct FeedForward: Sendable {
     /// `out (+)= ffn(x)` over `rows` rows.
     func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool) {
         let ff = gate.outFeatures
-        let g = FloatBuffer(count: rows * ff)     // [rows, ff]
-        let u = FloatBuffer(count: rows * ff)     // [rows, ff]
+        let g = FloatBuffer(uninitializedCount: rows * ff)     // [rows, ff]
+        let u = FloatBuffer(uninitializedCount: rows * ff)     // [rows, ff]
         if rows <= DecodeProduct.rowLimit, let (gateProduct, upProduct) = decodeGateUp {
             DecodeProduct.run([(gateProduct, g.pointer), (upProduct, u.pointer)], x: x, rows: rows, columns: gate.inFeatures)
         } else {

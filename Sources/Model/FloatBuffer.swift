@@ -11,6 +11,13 @@ public final class FloatBuffer: @unchecked Sendable {
         pointer.initialize(repeating: 0, count: max(count, 1))
     }
 
+    /// A buffer whose every value the caller writes before reading any (a product's or a norm's
+    /// output): no zero-filling, which for the vision encoder's per-layer activations was 6 % of its time.
+    public init(uninitializedCount count: Int) {
+        self.count = count
+        pointer = .allocate(capacity: max(count, 1))
+    }
+
     public convenience init(_ values: [Float]) {
         self.init(count: values.count)
         values.withUnsafeBufferPointer { pointer.update(from: $0.baseAddress!, count: values.count) }

@@ -24,13 +24,13 @@ struct VisionAttention: Sendable {
     /// `h += out_proj(attention(x))` for `images` images of `length` rows each.
     func callAsFunction(_ x: UnsafePointer<Float>, images: Int, length: Int, residual h: UnsafeMutablePointer<Float>) {
         let vh = query.outFeatures, hd = vh / headCount, rows = images * length
-        let q = FloatBuffer(count: rows * vh)         // [rows, heads, hd]
-        let k = FloatBuffer(count: rows * vh)
-        let v = FloatBuffer(count: rows * vh)
+        let q = FloatBuffer(uninitializedCount: rows * vh)         // [rows, heads, hd]
+        let k = FloatBuffer(uninitializedCount: rows * vh)
+        let v = FloatBuffer(uninitializedCount: rows * vh)
         query(x, rows: rows, into: q.pointer)
         key(x, rows: rows, into: k.pointer)
         value(x, rows: rows, into: v.pointer)
-        let attended = FloatBuffer(count: rows * vh)  // [rows, heads, hd]
+        let attended = FloatBuffer(uninitializedCount: rows * vh)  // [rows, heads, hd]
         let heads = headCount
         Kernels.attention(heads: images * heads, headDim: hd, scale: 1 / Float(hd).squareRoot(), pool: DecodePool.shared) { i in
             let offset = (i / heads) * length * vh + (i % heads) * hd
@@ -58,7 +58,7 @@ struct VisionMLP: Sendable {
 
     /// `h += mlp(x)`.
     func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, residual h: UnsafeMutablePointer<Float>) {
-        let u = FloatBuffer(count: rows * up.outFeatures)    // [rows, vff]
+        let u = FloatBuffer(uninitializedCount: rows * up.outFeatures)    // [rows, vff]
         up(x, rows: rows, into: u.pointer)
         let width = up.outFeatures
         forEachRowBlock(rows) { block in
@@ -92,7 +92,7 @@ struct VisionEncoderLayer: Sendable {
 
     func callAsFunction(_ h: UnsafeMutablePointer<Float>, images: Int, length: Int) {
         let rows = images * length
-        let x = FloatBuffer(count: rows * norm1.weight.count)    // [rows, vh]
+        let x = FloatBuffer(uninitializedCount: rows * norm1.weight.count)    // [rows, vh]
         norm1.parallel(h, rows: rows, into: x.pointer)
         attention(x.pointer, images: images, length: length, residual: h)
         norm2.parallel(h, rows: rows, into: x.pointer)
