@@ -86,21 +86,7 @@ struct DecodeAttentionTests {
     /// Runs `body` with stable pointers to each array's storage.
     private func withPointers(_ keys: [[UInt8]], _ values: [[UInt8]], _ queries: [[Float]], _ outputs: inout [[Float]],
                               _ body: ([UnsafeRawPointer], [UnsafeRawPointer], [UnsafePointer<Float>], [UnsafeMutablePointer<Float>]) -> Void) {
-        let k = keys.map { bytes in
-            let p = UnsafeMutableRawPointer.allocate(byteCount: bytes.count, alignment: 64)
-            p.copyMemory(from: bytes, byteCount: bytes.count)
-            return p
-        }
-        let v = values.map { bytes in
-            let p = UnsafeMutableRawPointer.allocate(byteCount: bytes.count, alignment: 64)
-            p.copyMemory(from: bytes, byteCount: bytes.count)
-            return p
-        }
-        let q = queries.map { values in
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: values.count)
-            p.initialize(from: values, count: values.count)
-            return p
-        }
+        let k = keys.map(heapCopy), v = values.map(heapCopy), q = queries.map(heapCopy)
         let o = outputs.map { UnsafeMutablePointer<Float>.allocate(capacity: $0.count) }
         defer {
             (k + v).forEach { $0.deallocate() }

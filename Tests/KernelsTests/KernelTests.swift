@@ -13,6 +13,20 @@ struct TestRandom {
     mutating func values(_ n: Int, scale: Float = 1) -> [Float] { (0..<n).map { _ in next() * scale } }
 }
 
+/// A heap copy of `values` that kernels can read and write through; the caller deallocates it.
+func heapCopy(_ values: [Float]) -> UnsafeMutablePointer<Float> {
+    let p = UnsafeMutablePointer<Float>.allocate(capacity: max(values.count, 1))
+    p.initialize(from: values, count: values.count)
+    return p
+}
+
+/// A 64-byte aligned heap copy of `bytes`; the caller deallocates it.
+func heapCopy(_ bytes: [UInt8]) -> UnsafeMutableRawPointer {
+    let p = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 64)
+    p.copyMemory(from: bytes, byteCount: bytes.count)
+    return p
+}
+
 func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {
     zip(a, b).map { abs($0 - $1) }.max() ?? 0
 }

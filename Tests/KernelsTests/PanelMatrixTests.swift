@@ -127,16 +127,7 @@ struct PanelMatrixTests {
         let x = rng.values(m * k)
         for path in Self.paths {
             var outputs = starts
-            let biasMemory = biases.map { b in
-                let p = UnsafeMutablePointer<Float>.allocate(capacity: b.count)
-                p.initialize(from: b, count: b.count)
-                return p
-            }
-            let outputMemory = outputs.map { o in
-                let p = UnsafeMutablePointer<Float>.allocate(capacity: o.count)
-                p.initialize(from: o, count: o.count)
-                return p
-            }
+            let biasMemory = biases.map(heapCopy), outputMemory = outputs.map(heapCopy)
             defer { (biasMemory + outputMemory).forEach { $0.deallocate() } }
             let products = (0..<sizes.count).map {
                 DecodeKernels.PanelProduct(matrix: matrices[$0], bias: UnsafePointer(biasMemory[$0]), output: outputMemory[$0],
