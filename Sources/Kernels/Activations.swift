@@ -1,3 +1,4 @@
+import CKernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -24,22 +25,12 @@ extension Kernels {
 
     /// `gate[i] = silu(gate[i]) · up[i]`: the SwiGLU inner product of the LLM feed-forward.
     public static func siluMultiply(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
-        var i = 0
-        while i + 16 <= count {
-            let g = load16(gate, i)
-            store16(g / (1 + exp16(-g)) * load16(up, i), gate, i)
-            i += 16
-        }
-        while i < count {
-            let g = gate[i]
-            gate[i] = g / (1 + expf(-g)) * up[i]
-            i += 1
-        }
+        ck_activate(Int32(CK_ACT_SILU), gate, up, count)
     }
 
     /// SiLU in place: `x · sigmoid(x)`.
     public static func silu(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        map16(x, count: count) { $0 / (1 + exp16(-$0)) }
+        ck_activate(Int32(CK_ACT_SILU), x, nil, count)
     }
 
     /// Exact GELU in place: `0.5 x (1 + erf(x / √2))` (PyTorch `gelu`, `approximate='none'`).
@@ -52,18 +43,13 @@ extension Kernels {
     }
 
     /// Tanh-approximated GELU in place (PyTorch `gelu(approximate='tanh')`, `gelu_pytorch_tanh`):
-    /// with tanh(y) = 1 - 2 / (e^{2y} + 1).
+    /// `0.5 x (1 + tanh y)` computed as `x - x / (e^{2y} + 1)`.
     public static func geluTanh(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        let c: Float = 0.79788456080286536   // sqrt(2 / pi)
-        map16(x, count: count) { v in
-            let y = c * (v + 0.044715 * v * v * v)
-            let tanh = 1 - 2 / (exp16(2 * y) + 1)
-            return 0.5 * v * (1 + tanh)
-        }
+        ck_activate(Int32(CK_ACT_GELU_TANH), x, nil, count)
     }
 
     /// CLIP's quick GELU in place: `x · sigmoid(1.702 x)`.
     public static func quickGELU(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        map16(x, count: count) { $0 / (1 + exp16(-1.702 * $0)) }
+        ck_activate(Int32(CK_ACT_QUICK_GELU), x, nil, count)
     }
 }

@@ -47,6 +47,17 @@ int ck_cpu_has_avx512vnni(void);
 /// whose `cols` is not a multiple of 32.
 size_t ck_row_bytes(int format, size_t cols);
 
+// ---- Activations, in place --------------------------------------------------------------------
+
+enum {
+    CK_ACT_SILU = 0,       ///< x · σ(x)
+    CK_ACT_QUICK_GELU = 1, ///< x · σ(1.702 x) (CLIP)
+    CK_ACT_GELU_TANH = 2,  ///< 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))) (SigLIP)
+};
+
+/// x[i] = act(x[i]) · multiplier[i] (multiplier may be NULL: 1). Within a few ulp of the formula.
+void ck_activate(int kind, float *x, const float *multiplier, size_t n);
+
 // ---- Conversions (element counts; Q8_0 counts must be multiples of 32) ----------------------
 
 /// float32 -> float16, round to nearest even; overflow -> inf; NaN stays NaN (quiet).
