@@ -3,6 +3,7 @@ import Engine
 import Foundation
 import Formats
 import Kernels
+import Imaging
 import Model
 import Tokenizer
 
@@ -37,6 +38,9 @@ struct Bench: AsyncParsableCommand {
 
     @Option(help: CacheOption.help)
     var kvCache: CacheOption = .auto
+
+    @Option(help: "A JPEG or PNG: adds the row 'one job', this file decoded and preprocessed, encoded, the eval prompt prefilled and --decode-tokens new tokens decoded (never stopping early), as upstream's eval script runs a job.")
+    var image: String?
 
     func validate() throws {
         if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
@@ -108,6 +112,18 @@ struct Bench: AsyncParsableCommand {
             // decodeTokens draws per sequence, decodeTokens - 1 forward passes.
             let tokens = Double(batch * (decodeTokens - 1))
             rows.append(("decode, batch \(batch)", String(format: "%.1f tokens/s (per cpu s %.1f)", tokens / seconds.sorted()[seconds.count / 2], tokens / cpu.sorted()[cpu.count / 2])))
+        }
+
+        if let image {
+            let chat = try ChatModel(path: model)
+            let job = try median(repeats) {
+                let picture = try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: image))
+                let features = try engine.encodeImages(pixels: try chat.pixelValues(of: picture), count: 1)
+                let jobPrompt = try chat.prompt(question: question, imageCount: 1)
+                let sequence = try engine.start(prompt: jobPrompt.ids, images: features, sampling: .argmax, stop: noStop)
+                while !sequence.isFinished { try engine.step([sequence]) }
+            }
+            rows.append(("one job, \(decodeTokens) new tokens", String(format: "%.3f s (cpu %.3f)", job.wall, job.cpu)))
         }
 
         var usage = rusage()
