@@ -2,6 +2,7 @@
 //
 //   swift build -c release --product kernels-bench && .build/release/kernels-bench [--quick] [--hot]
 //       [--threads 1,2] [--m 1,4,8] [--shape 768x768] [--cpu-time] [--overhead] [--decode]
+//       [--attention [--length 300] [--kv-heads 2]]
 //
 // Each measurement cycles through enough copies of the matrix to exceed the L3 cache (96 MiB), so
 // weights stream from DRAM as in decode of a whole model; `--hot` reuses one copy instead.
