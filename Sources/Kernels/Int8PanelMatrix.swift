@@ -23,6 +23,8 @@ public struct Int8PanelMatrix: @unchecked Sendable {
     public var format: WeightFormat { .q8_0 }
     /// Bytes of the packed panels (whole panels of 32 rows per stacked matrix).
     public var byteCount: Int { segments.count * segments.bytes }
+    /// Matrices stacked in this one (MoE experts), 1 for a plain matrix.
+    public var segmentCount: Int { segments.count }
     var base: UnsafeRawPointer { UnsafeRawPointer(storage.memory + byteOffset) }
 
     /// Packs a Q8_0 `matrix`, its panels spread over `pool`. With `segments` > 1 the rows are that
@@ -84,29 +86,45 @@ public struct Int8PanelMatrix: @unchecked Sendable {
                              into out: UnsafeMutablePointer<Float>, accumulate: Bool = false,
                              pool: ComputePool? = nil, path: KernelPath? = nil) {
         guard m > 0, rows > 0 else { return }
-        let k = columns, blocks = k / 32
-        let quantized = UnsafeMutablePointer<Int8>.allocate(capacity: m * k)
-        let scales = UnsafeMutablePointer<Float>.allocate(capacity: m * blocks)
-        let offsets = UnsafeMutablePointer<Int32>.allocate(capacity: m * blocks)
-        defer { quantized.deallocate(); scales.deallocate(); offsets.deallocate() }
-        let rowBlocks = (m + 63) / 64
-        let quantize = { (block: Int) in
-            let first = block * 64, count = min(64, m - first)
-            ck_q8_quantize_rows(x + first * k, k, count, k, quantized + first * k, scales + first * blocks,
-                                offsets + first * blocks)
-        }
-        if let pool, rowBlocks > 1 { pool.parallelFor(rowBlocks, quantize) } else { for b in 0..<rowBlocks { quantize(b) } }
+        let k = columns
+        let q = QuantizedRows(x, rows: m, columns: k, pool: pool)
 
         // One task per panel (of each stacked matrix: their outputs are side by side in `out`).
         let isa = path?.rawValue ?? -1, n = rows, weights = base, (count, bytes) = segments
         let segmentRows = rows / count, perSegment = (segmentRows + Self.panelRows - 1) / Self.panelRows
         let run = { (task: Int) in
             let segment = task / perSegment, panel = task % perSegment, first = segment * segmentRows
-            _ = ck_q8_packed_panels(isa, weights + segment * bytes, segmentRows, k, quantized, scales, offsets, m,
+            _ = ck_q8_packed_panels(isa, weights + segment * bytes, segmentRows, k, q.values, q.scales, q.offsets, m,
                                     bias.map { $0 + first }, out + first, n, accumulate ? 1 : 0, panel, panel + 1)
         }
         let tasks = count * perSegment
         if let pool { pool.parallelFor(tasks, run) } else { for t in 0..<tasks { run(t) } }
+        withExtendedLifetime(q) {}
+    }
+
+    /// Several products of many rows that share their input (Q/K/V, gate/up): x is quantised once
+    /// and the panels of every matrix run as one job. Each product's output has `matrix.rows` floats a row.
+    public static func multiplyMany(_ x: UnsafePointer<Float>, rows m: Int, columns k: Int,
+                                    by products: [DecodeKernels.PanelProduct], pool: ComputePool? = nil,
+                                    path: KernelPath? = nil) {
+        guard m > 0, !products.isEmpty else { return }
+        for product in products {
+            precondition(product.matrix.columns == k && product.matrix.segments.count == 1,
+                         "multiplyMany: a \(product.matrix.columns)-column or stacked matrix among \(k)-column ones")
+        }
+        let q = QuantizedRows(x, rows: m, columns: k, pool: pool)
+        let isa = path?.rawValue ?? -1
+        let tasks = products.flatMap { product in
+            (0..<((product.matrix.rows + panelRows - 1) / panelRows)).map { (product, $0) }
+        }
+        let run = { (task: Int) in
+            let (product, panel) = tasks[task]
+            _ = ck_q8_packed_panels(isa, product.matrix.base, product.matrix.rows, k, q.values, q.scales, q.offsets, m,
+                                    product.bias, product.output, product.matrix.rows, product.accumulate ? 1 : 0,
+                                    panel, panel + 1)
+        }
+        if let pool { pool.parallelFor(tasks.count, run) } else { for t in 0..<tasks.count { run(t) } }
+        withExtendedLifetime(q) {}
     }
 
     /// `x · Wᵀ` for `m` rows of `x` (row-major `[m, columns]`); returns `[m, rows]`.
@@ -190,5 +208,35 @@ extension DecodeKernels {
             ck_q8_packed_many(pool?.raw, path?.rawValue ?? -1, buffer.baseAddress, buffer.count, columns, x, columns, m)
         }
         precondition(rc == 0, "multiply: int8 panels with \(columns) columns rejected (or out of memory)")
+    }
+}
+
+/// Rows of x quantised for the panel products: int8 values per row, and per row and block of 32 the
+/// scale and the offset 128 · Σ q (`ck_q8_quantize_rows`), in blocks of 64 rows over the pool.
+final class QuantizedRows {
+    let values: UnsafeMutablePointer<Int8>
+    let scales: UnsafeMutablePointer<Float>
+    let offsets: UnsafeMutablePointer<Int32>
+
+    init(_ x: UnsafePointer<Float>, rows m: Int, columns k: Int, pool: ComputePool?) {
+        let blocks = k / 32
+        let values = UnsafeMutablePointer<Int8>.allocate(capacity: m * k)
+        let scales = UnsafeMutablePointer<Float>.allocate(capacity: m * blocks)
+        let offsets = UnsafeMutablePointer<Int32>.allocate(capacity: m * blocks)
+        let rowBlocks = (m + 63) / 64
+        let quantize = { (block: Int) in
+            let first = block * 64, count = min(64, m - first)
+            ck_q8_quantize_rows(x + first * k, k, count, k, values + first * k, scales + first * blocks, offsets + first * blocks)
+        }
+        if let pool, rowBlocks > 1 { pool.parallelFor(rowBlocks, quantize) } else { for b in 0..<rowBlocks { quantize(b) } }
+        self.values = values
+        self.scales = scales
+        self.offsets = offsets
+    }
+
+    deinit {
+        values.deallocate()
+        scales.deallocate()
+        offsets.deallocate()
     }
 }

@@ -58,9 +58,7 @@ struct Attention: Sendable {
         if rows <= DecodeProduct.rowLimit, let qkv = decodeQKV {
             DecodeProduct.run([(qkv[0], q.pointer), (qkv[1], k.pointer), (qkv[2], v.pointer)], x: x, rows: rows, columns: config.hiddenSize)
         } else {
-            query(x, rows: rows, into: q.pointer)
-            key(x, rows: rows, into: k.pointer)
-            value(x, rows: rows, into: v.pointer)
+            Linear.many([(query, q.pointer), (key, k.pointer), (value, v.pointer)], x: x, rows: rows)
         }
         if let queryNorm, let keyNorm {
             queryNorm(q.pointer, rows: rows * heads, into: q.pointer)

@@ -37,8 +37,7 @@ struct FeedForward: Sendable {
         if rows <= DecodeProduct.rowLimit, let (gateProduct, upProduct) = decodeGateUp {
             DecodeProduct.run([(gateProduct, g.pointer), (upProduct, u.pointer)], x: x, rows: rows, columns: gate.inFeatures)
         } else {
-            gate(x, rows: rows, into: g.pointer)
-            up(x, rows: rows, into: u.pointer)
+            Linear.many([(gate, g.pointer), (up, u.pointer)], x: x, rows: rows)
         }
         Kernels.siluMultiply(g.pointer, u.pointer, count: rows * ff)
         down(g.pointer, rows: rows, into: out, accumulate: accumulate)

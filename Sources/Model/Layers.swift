@@ -38,6 +38,25 @@ struct Linear: Sendable {
     }
 }
 
+extension Linear {
+    /// `out_j = x W_jᵀ + b_j` for linears that read the same many-row input (Q/K/V, gate/up): with
+    /// every weight held as int8 panels, x is quantised once and all panels run as one job (saving
+    /// a quantisation pass and two thread wake-ups per extra product); otherwise one product each.
+    static func many(_ products: [(Linear, UnsafeMutablePointer<Float>)], x: UnsafePointer<Float>, rows: Int) {
+        let panels = products.compactMap { linear, out -> DecodeKernels.PanelProduct? in
+            guard let matrix = linear.weight.panels, matrix.rows == linear.outFeatures, matrix.columns == linear.inFeatures,
+                  matrix.segmentCount == 1 else { return nil }
+            return DecodeKernels.PanelProduct(matrix: matrix, bias: linear.bias?.pointer, output: out)
+        }
+        if rows > DecodeProduct.rowLimit, panels.count == products.count, let first = products.first {
+            Int8PanelMatrix.multiplyMany(x, rows: rows, columns: first.0.inFeatures, by: panels, pool: DecodePool.shared)
+            withExtendedLifetime(products.map(\.0)) {}
+        } else {
+            for (linear, out) in products { linear(x, rows: rows, into: out) }
+        }
+    }
+}
+
 extension Parameter {
     /// `out[rows, outFeatures] = x Wᵀ (+ bias)` with this parameter as W `[out, in]`, for the many
     /// rows of prefill and the vision encoder (few rows go through `Linear.decode`); with

@@ -27,9 +27,7 @@ struct VisionAttention: Sendable {
         let q = FloatBuffer(uninitializedCount: rows * vh)         // [rows, heads, hd]
         let k = FloatBuffer(uninitializedCount: rows * vh)
         let v = FloatBuffer(uninitializedCount: rows * vh)
-        query(x, rows: rows, into: q.pointer)
-        key(x, rows: rows, into: k.pointer)
-        value(x, rows: rows, into: v.pointer)
+        Linear.many([(query, q.pointer), (key, k.pointer), (value, v.pointer)], x: x, rows: rows)
         let attended = FloatBuffer(uninitializedCount: rows * vh)  // [rows, heads, hd]
         let heads = headCount
         Kernels.attention(heads: images * heads, headDim: hd, scale: 1 / Float(hd).squareRoot(), pool: DecodePool.shared) { i in

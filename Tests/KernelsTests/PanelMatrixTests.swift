@@ -116,10 +116,11 @@ struct PanelMatrixTests {
         }
     }
 
-    /// The decode step's job: several matrices sharing x, with bias and accumulation, split over a
-    /// pool, give what each matrix gives alone through the many-row product.
-    @Test(arguments: [1, 2, 5, 8, 16])
-    func sharedJobsMatchEachProductAlone(m: Int) throws {
+    /// Several matrices sharing x (the decode step's job, and the many-row job of prefill and
+    /// vision), with bias and accumulation, split over a pool, give what each matrix gives alone
+    /// through the many-row product.
+    @Test(arguments: [1, 2, 5, 8, 16, 50, 100], [false, true])
+    func sharedJobsMatchEachProductAlone(m: Int, manyRowJob: Bool) throws {
         var rng = TestRandom(seed: UInt64(100 + m))
         let k = 512, sizes = [512, 128, 70, 1408]
         let matrices = try sizes.map { try Int8PanelMatrix(packing: QuantizedMatrix(converting: rng.values($0 * k, scale: 0.1), rows: $0, columns: k, to: .q8_0)) }
@@ -133,7 +134,13 @@ struct PanelMatrixTests {
                 DecodeKernels.PanelProduct(matrix: matrices[$0], bias: UnsafePointer(biasMemory[$0]), output: outputMemory[$0],
                                            accumulate: $0 % 2 == 1)
             }
-            x.withUnsafeBufferPointer { DecodeKernels.multiply($0.baseAddress!, rows: m, columns: k, by: products, pool: ComputePool(threads: 2), path: path) }
+            x.withUnsafeBufferPointer {
+                if manyRowJob {
+                    Int8PanelMatrix.multiplyMany($0.baseAddress!, rows: m, columns: k, by: products, pool: ComputePool(threads: 2), path: path)
+                } else {
+                    DecodeKernels.multiply($0.baseAddress!, rows: m, columns: k, by: products, pool: ComputePool(threads: 2), path: path)
+                }
+            }
             for j in 0..<sizes.count { outputs[j] = Array(UnsafeBufferPointer(start: outputMemory[j], count: m * sizes[j])) }
             for j in 0..<sizes.count {
                 var expected = starts[j]
