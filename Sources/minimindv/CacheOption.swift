@@ -3,14 +3,14 @@ import Model
 
 /// `--kv-cache`: how sequences keep their keys and values.
 enum CacheOption: String, ExpressibleByArgument, CaseIterable {
-    /// float32 for a float32 model file, float16 otherwise.
+    /// float16 for Q8_0 and BF16 model files, float32 for F32 and F16 ones.
     case auto
     case f32
     case f16
 
     static let help: ArgumentHelp = """
-        KV cache precision: f32, f16, or auto (f32 for an f32 model file, else f16: half the memory \
-        and the bytes a batched decode step reads).
+        KV cache precision: f32, f16, or auto (f16 for Q8_0 and BF16 model files: half the memory \
+        and of the bytes a batched decode step reads; f32 for F32 and F16 files, which reproduce upstream).
         """
 
     /// nil: the model file decides.
