@@ -43,7 +43,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out"))
     p.add_argument("--seed", type=int, default=20261130)
-    p.add_argument("--steps", type=int, default=620)
+    p.add_argument("--steps", type=int, default=4100)
     p.add_argument("--images-per-step", type=int, default=24)
     p.add_argument("--turns", type=int, default=3, help="questions per picture, as one multi-turn conversation")
     p.add_argument("--lr", type=float, default=2e-3)
@@ -56,37 +56,39 @@ def parse_args(argv=None):
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--kv-heads", type=int, default=2)
     p.add_argument("--vision-hidden", type=int, default=128)
-    p.add_argument("--vision-layers", type=int, default=2)
+    p.add_argument("--vision-layers", type=int, default=3)
     p.add_argument("--vision-heads", type=int, default=4)
     p.add_argument("--image-size", type=int, default=128, help="encoder input (pixels per side)")
-    p.add_argument("--patch-size", type=int, default=8,
+    p.add_argument("--patch-size", type=int, default=16,
                    help="pixels per patch side; (size / patch)^2 patches = image tokens in the prompt")
-    p.add_argument("--shape-weight", type=float, default=None,
+    p.add_argument("--shape-weight", type=float, default=0.3,
                    help="override the share of shape questions (the others keep their ratios)")
     p.add_argument("--data-workers", type=int, default=1, help="processes drawing scenes (0: in the trainer)")
     p.add_argument("--aux-weight", type=float, default=1.0, help="weight of the training-only attribute probe")
     p.add_argument("--probe-images", type=int, default=0,
                    help="extra pictures per step for the training probe only (no conversation)")
-    p.add_argument("--vision-warmup", type=int, default=0,
+    p.add_argument("--vision-warmup", type=int, default=3000,
                    help="first steps train only the encoder, projector and probe (no conversations)")
-    p.add_argument("--vision-warmup-images", type=int, default=48, help="pictures per vision warm-up step")
-    p.add_argument("--vision-warmup-lr", type=float, default=None, help="peak learning rate of the vision warm-up (default --lr)")
-    p.add_argument("--vision-warmup-schedule", choices=["cosine", "constant"], default="cosine",
+    p.add_argument("--vision-warmup-images", type=int, default=32, help="pictures per vision warm-up step")
+    p.add_argument("--vision-warmup-lr", type=float, default=1e-3, help="peak learning rate of the vision warm-up (default --lr)")
+    p.add_argument("--vision-warmup-schedule", choices=["cosine", "constant"], default="constant",
                    help="learning rate through the vision warm-up after its first --warmup steps: shapes are learnt "
                         "late (after ~60k pictures), so a decaying rate can end the warm-up before they are")
     p.add_argument("--sincos-positions", type=float, default=0.0,
                    help="initialise the encoder's position table as 2-D sine/cosine times this (0: random)")
     p.add_argument("--oriented-filters", type=float, default=0.0,
                    help="initialise 64 patch-embedding filters as oriented Gabor pairs times this (0: random)")
-    p.add_argument("--present-weight", type=float, default=0.0,
+    p.add_argument("--present-weight", type=float, default=1.0,
                    help="weight of the probe's which-shapes-are-there target on the mean image feature")
     p.add_argument("--mask-weight", type=float, default=1.0, help="weight of the probe's per-patch outline target")
-    p.add_argument("--vision-warmup-heads", choices=["probe", "shape"], default="probe",
+    p.add_argument("--vision-warmup-heads", choices=["probe", "shape"], default="shape",
                    help="the warm-up's targets: 'probe' the AuxiliaryProbe on the projected features, 'shape' "
                         "ShapeHeads on the encoder output (which shapes, the shape under each token, outlines)")
-    p.add_argument("--vision-warmup-count", type=int, default=0,
-                   help="shapes per warm-up picture: 0 one or two as in the conversations, 1 or 2 always that many")
-    p.add_argument("--vision-lr-scale", type=float, default=1.0,
+    p.add_argument("--vision-warmup-single", type=int, default=1800,
+                   help="the first N warm-up steps draw one shape a picture, the rest one or two: with one shape "
+                        "only, the shape under a token and the picture's shape are the same thing, and the encoder "
+                        "spread each shape over every token (two-shape answers then named them in the wrong order)")
+    p.add_argument("--vision-lr-scale", type=float, default=0.5,
                    help="the encoder's learning rate in the conversations, relative to --lr")
     p.add_argument("--snapshot-at", type=int, nargs="*", default=[], help="also save the model after these steps")
     p.add_argument("--log-every", type=int, default=10)
@@ -135,7 +137,8 @@ def make_batch(args, step: int, prompts: PromptBuilder):
         seqs.append((ids, labels))
     for slot in range(talk, talk + probe_only):
         # Pictures seen only by the encoder and the training probe: cheap extra signal for the vision side.
-        sc = scenes.make_scene(scene_seed(args.seed, step, slot), count=(args.vision_warmup_count or None) if warmup else None)
+        single = warmup and step < args.vision_warmup_single
+        sc = scenes.make_scene(scene_seed(args.seed, step, slot), count=1 if single else None)
         img = scenes.render(sc, rng.choice(RENDER_SIZES))
         if rng.random() < 0.5:
             img = scenes.jpeg_roundtrip(img, rng.randint(70, 95))
@@ -496,7 +499,7 @@ def main(argv=None):
                          "scene_radius": scenes.RADIUS, "vision_warmup": args.vision_warmup,
                          "vision_warmup_lr": args.vision_warmup_lr, "vision_lr_scale": args.vision_lr_scale,
                          "present_weight": args.present_weight, "vision_warmup_heads": args.vision_warmup_heads,
-                         "vision_warmup_count": args.vision_warmup_count,
+                         "vision_warmup_single": args.vision_warmup_single,
                          "seconds": round(elapsed, 1), "final_loss": lv, "final_loss_ema": ema,
                          "torch": torch.__version__, "command": " ".join(sys.argv)}}
     paths = save_upstream_layout(model, args.out, f"sft_vlm_{args.hidden}.pth", model.vision_config.folder_name,
