@@ -13,7 +13,7 @@ import TestSupport
     /// Picture, then the colours and shapes it holds in reading order (left before right, top before bottom).
     static let scenes: [(file: String, colours: [String], shapes: [String])] = [
         ("scene-1.jpg", ["orange"], ["triangle"]),
-        ("scene-2.jpg", ["green", "red"], ["circle", "square"]),
+        ("scene-2.jpg", ["yellow", "blue"], ["triangle", "circle"]),
         ("scene-3.jpg", ["black"], ["star"]),
     ]
     static let colourWords = ["red", "green", "blue", "yellow", "purple", "orange", "black", "white"]
