@@ -44,8 +44,10 @@ ZH_COUNT = {1: "一个", 2: "两个"}
 
 # Radius ranges (scene pixels) for the two sizes: far enough apart that "small"/"large" is well defined.
 # DEMO_SCENE_RADIUS="s_lo,s_hi,l_lo,l_hi" overrides it (workers inherit the environment); two shapes must
-# still fit side by side in CANVAS, so the large radius stays under about 58.
-RADIUS = {"small": (22, 30), "large": (40, 52)}
+# still fit side by side in CANVAS, so the large radius stays under about 58. Shapes this size span 2 to 4
+# of the 16 px patches at 128 px: with (22, 30) / (40, 52) a from-scratch encoder took about twice as many
+# pictures to start telling shapes apart (Tools/demo-model/README.md, "What was measured about shapes").
+RADIUS = {"small": (30, 38), "large": (46, 56)}
 if os.environ.get("DEMO_SCENE_RADIUS"):
     _r = [float(v) for v in os.environ["DEMO_SCENE_RADIUS"].split(",")]
     RADIUS = {"small": (_r[0], _r[1]), "large": (_r[2], _r[3])}

@@ -19,6 +19,7 @@ near the centre, radius 40-60), `full` (make_scene's single-shape pictures as tr
 from __future__ import annotations
 
 import argparse
+import math
 import dataclasses
 import os
 import sys
@@ -52,11 +53,25 @@ def parse_args(argv=None):
     p.add_argument("--geometry-weight", type=float, default=0.0,
                    help="weight of each token's boundary directions and corners (scenes.patch_geometry)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--count", type=int, default=1, help="shapes per picture: 1, 2, or 0 for either (as training draws)")
+    p.add_argument("--warmup", type=int, default=0, help="linear learning-rate warm-up steps")
+    p.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--token-weight", type=float, default=1.0, help="weight of the per-token shape target")
+    p.add_argument("--curriculum", type=int, default=0,
+                   help="first N steps draw --curriculum-scenes pictures, then --scenes")
+    p.add_argument("--curriculum-scenes", choices=["fixed", "red-plain", "centred", "full"], default="centred")
+    p.add_argument("--time-limit", type=float, default=0, help="seconds; stop past this")
+    p.add_argument("--eval", type=int, default=256, help="held-out pictures scored at the end (same --count)")
     return p.parse_args(argv)
 
 
-def scene_for(kind: str, seed: int) -> scenes.Scene:
-    sc = scenes.make_scene(seed, count=1)
+def scene_for(kind: str, seed: int, count: int = 1) -> scenes.Scene:
+    sc = scenes.make_scene(seed, count=count or None)
+    if sc.count > 1:
+        return sc
     s = sc.shapes[0]
     if kind == "fixed":
         return dataclasses.replace(sc, background="plain",
@@ -76,7 +91,7 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     side = args.image_size // args.patch_size
     vc = VisionConfig(hidden_size=args.width, intermediate_size=4 * args.width, num_hidden_layers=args.layers,
-                      num_attention_heads=4, image_size=args.image_size, patch_size=args.patch_size)
+                      num_attention_heads=args.heads, image_size=args.image_size, patch_size=args.patch_size)
     enc = SiglipVisionModel(vc)
     g = torch.Generator().manual_seed(args.seed)
     with torch.no_grad():
@@ -100,39 +115,84 @@ def main(argv=None):
     geometry = torch.nn.Linear(args.width, scenes.GEOMETRY_VALUES)
     params = [*enc.parameters(), *pooled.parameters(), *per_token.parameters(), *outline.parameters(),
               *geometry.parameters()]
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.05)
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+
+    def batch(seeds, kind):
+        px, y, tok, cells, geo = [], [], [], [], []
+        for sd in seeds:
+            sc = scene_for(kind, sd, args.count)
+            px.append(preprocess(scenes.render(sc, 256), args.image_size))
+            # Which shapes the picture holds (multi-label: one or two shapes, pooled over the tokens).
+            y.append([float(any(s.kind == k for s in sc.shapes)) for k in scenes.SHAPES])
+            lab = scenes.patch_labels(sc, side)
+            tok.append(np.array([4 if l == 0 else scenes.SHAPES.index(sc.shapes[l - 1].kind) for l in lab]))
+            cells.append(scenes.patch_masks(sc, side, train.MASK_CELLS))
+            if args.geometry_weight:
+                geo.append(scenes.patch_geometry(sc, side))
+        return (torch.stack(px), torch.tensor(y), torch.tensor(np.stack(tok)), torch.tensor(np.stack(cells)).float(),
+                torch.tensor(np.stack(geo)) if geo else None)
+
+    def pooled_hits(lp, y):
+        if args.count == 1:
+            return (lp.argmax(-1) == y.argmax(-1)).float()
+        return ((lp > 0).float() == y).all(-1).float()
+
+    def lr_at(step):
+        if step < args.warmup:
+            return args.lr * (step + 1) / args.warmup
+        if args.schedule == "cosine":
+            prog = (step - args.warmup) / max(1, args.steps - args.warmup)
+            return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * prog)))
+        return args.lr
+
     hist = {"shape": [], "token": [], "outline": []}
     t0 = time.time()
     for step in range(args.steps):
-        px, y, tok, cells, geo = [], [], [], [], []
-        for k in range(args.images):
-            sc = scene_for(args.scenes, 1_000_000 * (args.seed + 1) + step * 1000 + k)
-            px.append(preprocess(scenes.render(sc, 256), args.image_size))
-            y.append(scenes.SHAPES.index(sc.shapes[0].kind))
-            tok.append(np.where(scenes.patch_labels(sc, side) == 0, 4, y[-1]))
-            cells.append(scenes.patch_masks(sc, side, train.MASK_CELLS))
-            geo.append(scenes.patch_geometry(sc, side))
-        y, tok = torch.tensor(y), torch.tensor(np.stack(tok))
-        cells = torch.tensor(np.stack(cells)).float()
-        geo = torch.tensor(np.stack(geo))
-        feats = enc(torch.stack(px))
+        kind = args.curriculum_scenes if step < args.curriculum else args.scenes
+        px, y, tok, cells, geo = batch([1_000_000 * (args.seed + 1) + step * 1000 + k for k in range(args.images)], kind)
+        for g_ in opt.param_groups:
+            g_["lr"] = lr_at(step)
+        feats = enc(px)
         lp, lt, lo = pooled(feats.mean(1)), per_token(feats), outline(feats)
-        loss = (F.cross_entropy(lp, y) + F.cross_entropy(lt.reshape(-1, 5), tok.reshape(-1)) +
-                args.mask_weight * F.binary_cross_entropy_with_logits(lo, cells) +
-                args.geometry_weight * F.mse_loss(geometry(feats), geo))
+        if args.count == 1:
+            lpool = F.cross_entropy(lp, y.argmax(-1), label_smoothing=args.label_smoothing)
+        else:
+            lpool = F.binary_cross_entropy_with_logits(lp, y)
+        loss = (lpool + args.token_weight * F.cross_entropy(lt.reshape(-1, 5), tok.reshape(-1),
+                                                            label_smoothing=args.label_smoothing) +
+                args.mask_weight * F.binary_cross_entropy_with_logits(lo, cells))
+        if geo is not None:
+            loss = loss + args.geometry_weight * F.mse_loss(geometry(feats), geo)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         with torch.no_grad():
             on = tok != 4
-            hist["shape"].append((lp.argmax(-1) == y).float().mean().item())
+            hist["shape"].append(pooled_hits(lp, y).mean().item())
             hist["token"].append((lt.argmax(-1) == tok)[on].float().mean().item())
             hist["outline"].append(((lo > 0).float() == cells).float().mean().item())
-        if step % 25 == 24 or step == args.steps - 1:
-            last = {k: float(np.mean(v[-25:])) for k, v in hist.items()}
+        if step % 50 == 49 or step == args.steps - 1:
+            last = {k: float(np.mean(v[-50:])) for k, v in hist.items()}
             print(f"step {step + 1:4d}  loss {loss.item():.3f}  shape (pooled) {last['shape']:.2f}  "
                   f"shape (per token) {last['token']:.2f}  outline cells {last['outline']:.3f}  "
                   f"{time.time() - t0:.0f}s", flush=True)
+        if args.time_limit and time.time() - t0 > args.time_limit:
+            print(f"time limit at step {step + 1}", flush=True)
+            break
+    if args.eval:
+        enc.eval()
+        hits, tok_hits, tok_n = [], 0.0, 0
+        with torch.no_grad():
+            for i in range(0, args.eval, 64):
+                px, y, tok, _, _ = batch([777_000_000 + i + k for k in range(min(64, args.eval - i))], args.scenes)
+                feats = enc(px)
+                hits.append(pooled_hits(pooled(feats.mean(1)), y))
+                on = tok != 4
+                tok_hits += (per_token(feats).argmax(-1) == tok)[on].float().sum().item()
+                tok_n += on.sum().item()
+        print(f"held-out {args.eval} pictures ({args.scenes}, count {args.count or '1-2'}): "
+              f"shape (pooled) {torch.cat(hits).mean().item():.3f}  shape (per token) {tok_hits / tok_n:.3f}  "
+              f"after {step + 1} steps, {time.time() - t0:.0f}s", flush=True)
 
 
 if __name__ == "__main__":
