@@ -1,12 +1,9 @@
 import CKernels
 
 extension Kernels {
-    /// IEEE half-precision little-endian values to float32.
+    /// IEEE half-precision little-endian values to float32 (F16C where the CPU has it).
     public static func widenFloat16(_ src: UnsafeRawPointer, count: Int, into out: UnsafeMutablePointer<Float>) {
-        for i in 0..<count {
-            let bits = src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)
-            out[i] = Float(Float16(bitPattern: UInt16(littleEndian: bits)))
-        }
+        ck_f16_to_f32(src.assumingMemoryBound(to: UInt16.self), out, count)
     }
 
     /// bfloat16 little-endian values to float32 (the upper half of a float32).
@@ -40,10 +37,5 @@ extension Kernels {
     /// float32 to IEEE half precision, rounded to nearest even (F16C where the CPU has it).
     public static func narrowToFloat16(_ src: UnsafePointer<Float>, count: Int, into out: UnsafeMutableRawPointer) {
         ck_f32_to_f16(src, out.assumingMemoryBound(to: UInt16.self), count)
-    }
-
-    /// IEEE half precision to float32 (F16C where the CPU has it); the inverse of `narrowToFloat16`.
-    public static func widenFloat16Vectorized(_ src: UnsafeRawPointer, count: Int, into out: UnsafeMutablePointer<Float>) {
-        ck_f16_to_f32(src.assumingMemoryBound(to: UInt16.self), out, count)
     }
 }

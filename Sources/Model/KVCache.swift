@@ -88,8 +88,8 @@ public final class KVCache: @unchecked Sendable {
         case .float16:
             let n = length * width
             let buffer = FloatBuffer(count: 2 * n)
-            Kernels.widenFloat16Vectorized(keys[layer], count: n, into: buffer.pointer)
-            Kernels.widenFloat16Vectorized(values[layer], count: n, into: buffer.pointer + n)
+            Kernels.widenFloat16(keys[layer], count: n, into: buffer.pointer)
+            Kernels.widenFloat16(values[layer], count: n, into: buffer.pointer + n)
             return Float32Rows(keys: UnsafePointer(buffer.pointer), values: UnsafePointer(buffer.pointer + n), widened: buffer)
         }
     }

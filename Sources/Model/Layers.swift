@@ -49,8 +49,9 @@ extension Linear {
             return DecodeKernels.PanelProduct(matrix: matrix, bias: linear.bias?.pointer, output: out)
         }
         if rows > DecodeProduct.rowLimit, panels.count == products.count, let first = products.first {
-            Int8PanelMatrix.multiplyMany(x, rows: rows, columns: first.0.inFeatures, by: panels, pool: DecodePool.shared)
-            withExtendedLifetime(products.map(\.0)) {}
+            withExtendedLifetime(products) {
+                Int8PanelMatrix.multiplyMany(x, rows: rows, columns: first.0.inFeatures, by: panels, pool: DecodePool.shared)
+            }
         } else {
             for (linear, out) in products { linear(x, rows: rows, into: out) }
         }
