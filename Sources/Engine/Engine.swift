@@ -80,7 +80,6 @@ public final class Engine: @unchecked Sendable {
     /// work: one bad request throws and starts none.
     public func start(_ requests: [SequenceRequest]) throws(ModelError) -> [GenerationSequence] {
         var inputs: [(cache: KVCache, embeddings: [Float])] = []
-        var reused: [Int] = []
         let hidden = model.config.hiddenSize
         for request in requests {
             guard !request.prompt.isEmpty else { throw ModelError(.invalidInput, "empty prompt") }
@@ -93,13 +92,12 @@ public final class Engine: @unchecked Sendable {
                                                                limit: request.prompt.count - 1),
                length > 0 {
                 inputs.append((source.copy(prefix: length, capacity: capacity), Array(embeddings[(length * hidden)...])))
-                reused.append(length)
             } else {
                 inputs.append((model.decoder.makeCache(capacity: capacity, precision: cachePrecision), embeddings))
-                reused.append(0)
             }
         }
         guard !inputs.isEmpty else { return [] }
+        let reused = inputs.map(\.cache.count)   // positions copied from earlier prompts
         let logits = try model.decoder.forward(inputs)
         if let prefixes {
             for (request, input) in zip(requests, inputs) where request.isReusable {

@@ -23,8 +23,6 @@ struct Attention: Sendable {
     let output: Linear            // [hidden, heads·hd]
     let queryNorm: RMSNorm?       // [hd] (gen3)
     let keyNorm: RMSNorm?         // [hd] (gen3)
-    /// Q, K and V as the decode step reads them, multiplied as one job (nil: one product each).
-    let decodeQKV: [DecodeProduct]?
 
     init(_ loader: WeightLoader, layer n: Int, config c: DecoderConfig) throws(ModelError) {
         config = c
@@ -40,8 +38,6 @@ struct Attention: Sendable {
             queryNorm = nil
             keyNorm = nil
         }
-        let qkv = [query, key, value].compactMap(\.decode)
-        decodeQKV = qkv.count == 3 ? qkv : nil
     }
 
     /// `h += attention(x) Woᵀ` for every segment of the batch; writes this layer's new keys and
@@ -55,11 +51,7 @@ struct Attention: Sendable {
         let q = FloatBuffer(uninitializedCount: rows * qWidth)       // [rows, heads, hd]
         let k = FloatBuffer(uninitializedCount: rows * kvWidth)      // [rows, kv, hd]
         let v = FloatBuffer(uninitializedCount: rows * kvWidth)      // [rows, kv, hd]
-        if rows <= DecodeProduct.rowLimit, let qkv = decodeQKV {
-            DecodeProduct.run([(qkv[0], q.pointer), (qkv[1], k.pointer), (qkv[2], v.pointer)], x: x, rows: rows, columns: config.hiddenSize)
-        } else {
-            Linear.many([(query, q.pointer), (key, k.pointer), (value, v.pointer)], x: x, rows: rows)
-        }
+        Linear.many([(query, q.pointer), (key, k.pointer), (value, v.pointer)], x: x, rows: rows)
         if let queryNorm, let keyNorm {
             queryNorm(q.pointer, rows: rows * heads, into: q.pointer)
             keyNorm(k.pointer, rows: rows * kvHeads, into: k.pointer)

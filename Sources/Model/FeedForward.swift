@@ -6,27 +6,18 @@ struct FeedForward: Sendable {
     let gate: Linear     // [ff, hidden]
     let up: Linear       // [ff, hidden]
     let down: Linear     // [hidden, ff]
-    /// Gate and up as the decode step reads them, multiplied as one job (nil: one product each).
-    let decodeGateUp: (DecodeProduct, DecodeProduct)?
 
     init(_ loader: WeightLoader, gate gateName: String, up upName: String, down downName: String,
          hidden: Int, ff: Int) throws(ModelError) {
         gate = try Linear(loader, gateName, out: ff, in: hidden)
         up = try Linear(loader, upName, out: ff, in: hidden)
         down = try Linear(loader, downName, out: hidden, in: ff)
-        decodeGateUp = Self.pair(gate, up)
     }
 
     init(gate: Linear, up: Linear, down: Linear) {
         self.gate = gate
         self.up = up
         self.down = down
-        decodeGateUp = Self.pair(gate, up)
-    }
-
-    private static func pair(_ gate: Linear, _ up: Linear) -> (DecodeProduct, DecodeProduct)? {
-        guard let g = gate.decode, let u = up.decode else { return nil }
-        return (g, u)
     }
 
     /// `out (+)= ffn(x)` over `rows` rows.
@@ -34,11 +25,7 @@ struct FeedForward: Sendable {
         let ff = gate.outFeatures
         let g = FloatBuffer(uninitializedCount: rows * ff)     // [rows, ff]
         let u = FloatBuffer(uninitializedCount: rows * ff)     // [rows, ff]
-        if rows <= DecodeProduct.rowLimit, let (gateProduct, upProduct) = decodeGateUp {
-            DecodeProduct.run([(gateProduct, g.pointer), (upProduct, u.pointer)], x: x, rows: rows, columns: gate.inFeatures)
-        } else {
-            Linear.many([(gate, g.pointer), (up, u.pointer)], x: x, rows: rows)
-        }
+        Linear.many([(gate, g.pointer), (up, u.pointer)], x: x, rows: rows)
         Kernels.siluMultiply(g.pointer, u.pointer, count: rows * ff)
         down(g.pointer, rows: rows, into: out, accumulate: accumulate)
     }

@@ -87,7 +87,7 @@ public final class KVCache: @unchecked Sendable {
                                values: UnsafePointer(values[layer].assumingMemoryBound(to: Float.self)), widened: nil)
         case .float16:
             let n = length * width
-            let buffer = FloatBuffer(count: 2 * n)
+            let buffer = FloatBuffer(uninitializedCount: 2 * n)
             Kernels.widenFloat16(keys[layer], count: n, into: buffer.pointer)
             Kernels.widenFloat16(values[layer], count: n, into: buffer.pointer + n)
             return Float32Rows(keys: UnsafePointer(buffer.pointer), values: UnsafePointer(buffer.pointer + n), widened: buffer)

@@ -39,22 +39,32 @@ struct Linear: Sendable {
 }
 
 extension Linear {
-    /// `out_j = x W_jᵀ + b_j` for linears that read the same many-row input (Q/K/V, gate/up): with
-    /// every weight held as int8 panels, x is quantised once and all panels run as one job (saving
-    /// a quantisation pass and two thread wake-ups per extra product); otherwise one product each.
+    /// `out_j = x W_jᵀ + b_j` for linears that read the same input (Q/K/V, gate/up), as few jobs as
+    /// the weights allow: up to `DecodeProduct.rowLimit` rows one decode job over all of them; more
+    /// rows with every weight held as int8 panels, x quantised once and all panels one job (saving a
+    /// quantisation pass and two thread wake-ups per extra product); otherwise one product each.
     static func many(_ products: [(Linear, UnsafeMutablePointer<Float>)], x: UnsafePointer<Float>, rows: Int) {
-        let panels = products.compactMap { linear, out -> DecodeKernels.PanelProduct? in
-            guard let matrix = linear.weight.panels, matrix.rows == linear.outFeatures, matrix.columns == linear.inFeatures,
-                  matrix.segmentCount == 1 else { return nil }
-            return DecodeKernels.PanelProduct(matrix: matrix, bias: linear.bias?.pointer, output: out)
-        }
-        if rows > DecodeProduct.rowLimit, panels.count == products.count, let first = products.first {
-            withExtendedLifetime(products) {
-                Int8PanelMatrix.multiplyMany(x, rows: rows, columns: first.0.inFeatures, by: panels, pool: DecodePool.shared)
+        guard let first = products.first?.0 else { return }
+        if rows <= DecodeProduct.rowLimit {
+            let decodes = products.compactMap { linear, out in linear.decode.map { ($0, out) } }
+            if decodes.count == products.count {
+                DecodeProduct.run(decodes, x: x, rows: rows, columns: first.inFeatures)
+                return
             }
         } else {
-            for (linear, out) in products { linear(x, rows: rows, into: out) }
+            let panels = products.compactMap { linear, out -> DecodeKernels.PanelProduct? in
+                guard let matrix = linear.weight.panels, matrix.rows == linear.outFeatures,
+                      matrix.columns == linear.inFeatures, matrix.segmentCount == 1 else { return nil }
+                return DecodeKernels.PanelProduct(matrix: matrix, bias: linear.bias?.pointer, output: out)
+            }
+            if panels.count == products.count {
+                withExtendedLifetime(products) {
+                    Int8PanelMatrix.multiplyMany(x, rows: rows, columns: first.inFeatures, by: panels, pool: DecodePool.shared)
+                }
+                return
+            }
         }
+        for (linear, out) in products { linear(x, rows: rows, into: out) }
     }
 }
 

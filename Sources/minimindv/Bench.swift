@@ -52,9 +52,9 @@ struct Bench: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let file = try GGUFFile(path: model)
-        let network = try VisionLanguageModel(file: file)
-        let tokenizer = try file.modelTokenizer()
+        // One load: the network, tokenizer and preprocessing the figures and the one-job row share.
+        let chat = try ChatModel(path: model)
+        let network = chat.network, tokenizer = chat.tokenizer
         let engine = Engine(model: network, threads: threads, cachePrecision: kvCache.precision)
         let config = network.config
         var rows: [(String, String)] = []
@@ -81,7 +81,7 @@ struct Bench: AsyncParsableCommand {
         // The eval prompt: one image (when the model has an encoder) and upstream's question.
         let question = config.generation >= 3 ? "请描述这张图中的主要物体和场景。" : "描述一下这个图像的内容。"
         let prompt = try tokenizer.chatPrompt([ChatMessage(role: "user", content: question, imageCount: features.count)],
-                                              image: try file.imagePlaceholder())
+                                              image: chat.imagePlaceholder)
         let noStop = StopConditions(maxNewTokens: decodeTokens, stopTokenIDs: [])
         if selected.contains("prefill") {
             let (prefill, prefillCPU) = try median(repeats) {
@@ -115,7 +115,6 @@ struct Bench: AsyncParsableCommand {
         }
 
         if let image {
-            let chat = try ChatModel(path: model)
             let job = try median(repeats) {
                 let picture = try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: image))
                 let features = try engine.encodeImages(pixels: try chat.pixelValues(of: picture), count: 1)
