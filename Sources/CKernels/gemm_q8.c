@@ -235,12 +235,74 @@ tile_vnni(const int M, const int8_t *xq, size_t ldq, const float *scale, const i
     }
 }
 
+// Eight rows (a decode step of 8 sequences) in one pass over the panel: 8 x 2 int32 and 8 x 2
+// float accumulators do not fit the 32 registers, so each block is taken in its two halves of 16
+// output rows (one int32 accumulator per x row, reused); the block's 1 KiB record stays in L1
+// between the halves, and the panel streams from memory once instead of once per tile of 6.
+// Same float operations per output as tile_vnni, so the results are identical.
+CK_T_VNNI static inline __attribute__((always_inline)) void
+tile_vnni_halves(const int M, const int8_t *xq, size_t ldq, const float *scale, const int32_t *offset,
+                 const uint8_t *panel, size_t nb, const float *bias, float *y, size_t ldy, int accumulate,
+                 __mmask16 m0, __mmask16 m1, const uint8_t *prefetch_end) {
+    __m512 f[8][2];
+    for (int i = 0; i < M; i++) f[i][0] = f[i][1] = _mm512_setzero_ps();
+    for (size_t b = 0; b < nb; b++) {
+        const uint8_t *rec = panel + b * RECORD_BYTES;
+        const int8_t *xb = xq + b * CK_Q8_0_BLOCK_VALUES;
+        if (rec + PF_DIST < prefetch_end)
+            for (int l = 0; l < RECORD_BYTES / 64; l++) _mm_prefetch((const char *)rec + PF_DIST + 64 * l, _MM_HINT_T0);
+        for (int h = 0; h < 2; h++) {
+            __m512i a[8];
+            for (int i = 0; i < M; i++) a[i] = _mm512_set1_epi32(-offset[i * nb + b]);
+            for (int s = 0; s < 8; s++) {
+                __m512i w = _mm512_load_si512((const void *)(rec + s * STEP_BYTES + 64 * h));
+                for (int i = 0; i < M; i++) {
+                    int32_t four;
+                    memcpy(&four, xb + i * ldq + 4 * s, 4);
+                    a[i] = _mm512_dpbusd_epi32(a[i], w, _mm512_set1_epi32(four));
+                }
+            }
+            __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(rec + QW_BYTES + 32 * h)));
+            for (int i = 0; i < M; i++)
+                f[i][h] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[i]), d), _mm512_set1_ps(scale[i * nb + b]),
+                                          f[i][h]);
+        }
+    }
+    __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+    __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+    for (int i = 0; i < M; i++) {
+        __m512 v0 = _mm512_add_ps(f[i][0], b0);
+        __m512 v1 = _mm512_add_ps(f[i][1], b1);
+        float *yr = y + i * ldy;
+        if (accumulate) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, yr));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, yr + 16));
+        }
+        _mm512_mask_storeu_ps(yr, m0, v0);
+        _mm512_mask_storeu_ps(yr + 16, m1, v1);
+    }
+}
+
 CK_T_VNNI static void panel_vnni(const int8_t *xq, size_t cols, const float *scale, const int32_t *offset, size_t m,
                                  const uint8_t *panel, size_t nb, const float *bias, float *y, size_t ldy,
                                  int accumulate, size_t ncols, const uint8_t *prefetch_end) {
     __mmask16 m0 = (__mmask16)(ncols >= 16 ? 0xffffu : (1u << ncols) - 1);
     __mmask16 m1 = (__mmask16)(ncols >= 32 ? 0xffffu : ncols > 16 ? (1u << (ncols - 16)) - 1 : 0);
-    for (size_t i0 = 0; i0 < m; i0 += QMR) {
+    // Decode batches (up to 16 rows): tiles of 8 rows in one pass each. Prefill and vision rows
+    // keep the tiles of 6 (measured no faster in eights, Small-V vision and prefill).
+    size_t start = 0;
+    while (m <= 16 && m - start >= 7) {
+        const uint8_t *pf = start == 0 ? prefetch_end : panel;
+        size_t mg = m - start >= 8 ? 8 : 7;
+        if (mg == 8)
+            tile_vnni_halves(8, xq + start * cols, cols, scale + start * nb, offset + start * nb, panel, nb, bias,
+                             y + start * ldy, ldy, accumulate, m0, m1, pf);
+        else
+            tile_vnni_halves(7, xq + start * cols, cols, scale + start * nb, offset + start * nb, panel, nb, bias,
+                             y + start * ldy, ldy, accumulate, m0, m1, pf);
+        start += mg;
+    }
+    for (size_t i0 = start; i0 < m; i0 += QMR) {
         size_t mg = m - i0 < QMR ? m - i0 : QMR;
         const int8_t *xi = xq + i0 * cols;
         const float *si = scale + i0 * nb;

@@ -98,6 +98,21 @@ struct PanelMatrixTests {
         }
     }
 
+    /// The VNNI tiles (6 rows at a time, or 7-8 rows in one pass by half panels) do the float
+    /// work of each output in the portable definition's order: real-valued results are identical.
+    @Test(arguments: [1, 5, 6, 7, 8, 9, 14, 15, 16, 17])
+    func vectorTilesGiveThePortableResultsBitForBit(m: Int) throws {
+        guard Int8PanelMatrix.isFast else { return }
+        var rng = TestRandom(seed: UInt64(300 + m))
+        let n = 70, k = 384
+        let x = rng.values(m * k)
+        let matrix = try QuantizedMatrix(converting: rng.values(n * k, scale: 0.05), rows: n, columns: k, to: .q8_0)
+        let panels = try Int8PanelMatrix(packing: matrix)
+        let portable = panels.multiplyMany(x, rows: m, path: .portable)
+        #expect(panels.multiplyMany(x, rows: m) == portable)
+        #expect(portable.allSatisfy { $0.isFinite } && portable.contains { $0 != 0 })
+    }
+
     /// Real-valued weights and activations: within 1e-2 (relative to the largest output) of the
     /// float32 product with the expanded weights, the error being the rounding of x.
     @Test(arguments: [1, 8, 16, 128])
