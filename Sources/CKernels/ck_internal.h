@@ -18,3 +18,8 @@
 int ck_isa_clamp(int isa);
 uint16_t ck_f32_to_f16_scalar(float f);
 float ck_f16_to_f32_scalar(uint16_t h);
+
+// The Q4_0 panels' products (gemm_q4.c), called by gemm_q8.c's dispatch: fast != 0 for VNNI.
+void ck_q4_run_panels(int fast, const void *packed, size_t rows, size_t cols, const int8_t *xq, const float *scale,
+                      const int32_t *offset, size_t m, const float *bias, float *y, size_t ldy, int accumulate,
+                      size_t panel_begin, size_t panel_end);

@@ -47,6 +47,7 @@ size_t ck_row_bytes(int format, size_t cols) {
     case CK_FORMAT_F16:
     case CK_FORMAT_BF16: return cols * 2;
     case CK_FORMAT_Q8_0: return (cols % CK_Q8_0_BLOCK_VALUES) ? 0 : cols / CK_Q8_0_BLOCK_VALUES * CK_Q8_0_BLOCK_BYTES;
+    case CK_FORMAT_Q4_0: return (cols % CK_Q8_0_BLOCK_VALUES) ? 0 : cols / CK_Q8_0_BLOCK_VALUES * CK_Q4_0_BLOCK_BYTES;
     default: return 0;
     }
 }
@@ -136,6 +137,46 @@ void ck_f32_to_q8_0(const float *src, void *dst, size_t n) {
     }
 }
 
+void ck_f32_to_q4_0(const float *src, void *dst, size_t n) {
+    uint8_t *out = dst;
+    for (size_t b = 0; b < n / CK_Q8_0_BLOCK_VALUES; b++) {
+        const float *x = src + b * CK_Q8_0_BLOCK_VALUES;
+        uint8_t *blk = out + b * CK_Q4_0_BLOCK_BYTES;
+        // The first value of largest magnitude keeps its sign: q = 0 holds it exactly.
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < CK_Q8_0_BLOCK_VALUES; j++) {
+            if (amax < fabsf(x[j])) { amax = fabsf(x[j]); max = x[j]; }
+        }
+        const float d = max / -8.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        uint16_t dh = ck_f32_to_f16_scalar(d);
+        memcpy(blk, &dh, 2);
+        for (int j = 0; j < 16; j++) {
+            uint8_t q[2];
+            for (int h = 0; h < 2; h++) {
+                // Two statements: the product is rounded before the sum (no contraction to FMA).
+                float v = x[j + 16 * h] * id;
+                v = v + 8.5f;
+                q[h] = v >= 15.0f ? 15 : (v >= 0.0f ? (uint8_t)v : 0);
+            }
+            blk[2 + j] = (uint8_t)(q[0] | (q[1] << 4));
+        }
+    }
+}
+
+void ck_q4_0_to_f32(const void *src, float *dst, size_t n) {
+    const uint8_t *in = src;
+    for (size_t b = 0; b < n / CK_Q8_0_BLOCK_VALUES; b++) {
+        const uint8_t *blk = in + b * CK_Q4_0_BLOCK_BYTES;
+        uint16_t dh; memcpy(&dh, blk, 2);
+        float d = ck_f16_to_f32_scalar(dh);
+        for (int j = 0; j < 16; j++) {
+            dst[b * 32 + j] = (float)((int)(blk[2 + j] & 0x0F) - 8) * d;
+            dst[b * 32 + j + 16] = (float)((int)(blk[2 + j] >> 4) - 8) * d;
+        }
+    }
+}
+
 static void q8_0_to_f32_portable(const uint8_t *src, float *dst, size_t nblocks) {
     for (size_t b = 0; b < nblocks; b++) {
         const uint8_t *blk = src + b * CK_Q8_0_BLOCK_BYTES;
@@ -209,6 +250,7 @@ int ck_expand_rows(int format, const void *w, size_t cols, size_t row_begin, siz
     case CK_FORMAT_F16: ck_f16_to_f32((const uint16_t *)p, dst, n); break;
     case CK_FORMAT_BF16: ck_bf16_to_f32((const uint16_t *)p, dst, n); break;
     case CK_FORMAT_Q8_0: ck_q8_0_to_f32(p, dst, n); break;
+    case CK_FORMAT_Q4_0: ck_q4_0_to_f32(p, dst, n); break;
     default: return -1;
     }
     return 0;

@@ -329,9 +329,14 @@ static int use_vnni(int isa) {
 #endif
 }
 
-static void run_panels(int fast, const void *packed, size_t rows, size_t cols, const int8_t *xq, const float *scale,
-                       const int32_t *offset, size_t m, const float *bias, float *y, size_t ldy, int accumulate,
-                       size_t panel_begin, size_t panel_end) {
+static void run_panels(int fast, int format, const void *packed, size_t rows, size_t cols, const int8_t *xq,
+                       const float *scale, const int32_t *offset, size_t m, const float *bias, float *y, size_t ldy,
+                       int accumulate, size_t panel_begin, size_t panel_end) {
+    if (format == CK_FORMAT_Q4_0) {
+        ck_q4_run_panels(fast, packed, rows, cols, xq, scale, offset, m, bias, y, ldy, accumulate, panel_begin,
+                         panel_end);
+        return;
+    }
     size_t nb = cols / CK_Q8_0_BLOCK_VALUES, panel_bytes = ck_q8_panel_bytes(cols);
     for (size_t p = panel_begin; p < panel_end; p++) {
         size_t r0 = p * P;
@@ -358,8 +363,17 @@ int ck_q8_packed_panels(int isa, const void *packed, size_t rows, size_t cols, c
                         const float *scale, const int32_t *offset, size_t m, const float *bias, float *y,
                         size_t ldy, int accumulate, size_t panel_begin, size_t panel_end) {
     if (cols == 0 || cols % CK_Q8_0_BLOCK_VALUES) return -1;
-    run_panels(use_vnni(isa), packed, rows, cols, xq, scale, offset, m, bias, y, ldy, accumulate, panel_begin,
-               panel_end);
+    run_panels(use_vnni(isa), CK_FORMAT_Q8_0, packed, rows, cols, xq, scale, offset, m, bias, y, ldy, accumulate,
+               panel_begin, panel_end);
+    return 0;
+}
+
+int ck_q4_packed_panels(int isa, const void *packed, size_t rows, size_t cols, const int8_t *xq,
+                        const float *scale, const int32_t *offset, size_t m, const float *bias, float *y,
+                        size_t ldy, int accumulate, size_t panel_begin, size_t panel_end) {
+    if (cols == 0 || cols % CK_Q8_0_BLOCK_VALUES) return -1;
+    run_panels(use_vnni(isa), CK_FORMAT_Q4_0, packed, rows, cols, xq, scale, offset, m, bias, y, ldy, accumulate,
+               panel_begin, panel_end);
     return 0;
 }
 
@@ -384,7 +398,7 @@ static void packed_task_run(void *context, size_t task, size_t ntasks) {
     const packed_job *j = context;
     const packed_task *t = &j->tasks[task];
     const ck_q8_packed_product *p = t->product;
-    run_panels(j->fast, p->packed, p->rows, j->cols, j->xq, j->scale, j->offset, j->m, p->bias, p->y, p->ldy,
+    run_panels(j->fast, p->format, p->packed, p->rows, j->cols, j->xq, j->scale, j->offset, j->m, p->bias, p->y, p->ldy,
                p->accumulate, t->p0, t->p1);
 }
 
@@ -403,11 +417,15 @@ int ck_q8_packed_many(ck_pool *pool, int isa, const ck_q8_packed_product *produc
     }
     ck_q8_quantize_rows(x, ldx, m, cols, xq, scale, offset);
 
-    size_t panel_bytes = ck_q8_panel_bytes(cols), total_panels = 0;
-    for (size_t p = 0; p < count; p++) total_panels += (products[p].rows + P - 1) / P;
+    size_t total_panels = 0, total_bytes = 0;
+    for (size_t p = 0; p < count; p++) {
+        size_t panels = (products[p].rows + P - 1) / P;
+        total_panels += panels;
+        total_bytes += panels * (products[p].format == CK_FORMAT_Q4_0 ? ck_q4_panel_bytes(cols) : ck_q8_panel_bytes(cols));
+    }
     int threads = pool ? ck_pool_threads(pool) : 1;
     // As ck_matmul_many: below ~64 KiB of weights (per group of 4 x-rows) one thread is faster.
-    int alone = threads <= 1 || total_panels * panel_bytes * (m < 4 ? 1 : m / 4) < 65536;
+    int alone = threads <= 1 || total_bytes * (m < 4 ? 1 : m / 4) < 65536;
     // A few chunks per thread, so that a thread delayed by another process is covered by the rest.
     size_t target = alone ? total_panels : total_panels / ((size_t)threads * 4) + 1;
     size_t ntasks = 0;

@@ -1,4 +1,4 @@
-// Small-m products y[m, rows] = x[m, cols] · W^T with W in F32, F16, BF16 or Q8_0.
+// Small-m products y[m, rows] = x[m, cols] · W^T with W in F32, F16, BF16, Q8_0 or Q4_0.
 //
 // Decode multiplies 1..16 activation rows by every weight matrix, so the time goes into reading
 // W: the kernels stream each weight once per group of up to CK_TILE_M x-rows, widen it to float32
@@ -19,6 +19,12 @@ static inline float ck_weight_at(int fmt, const uint8_t *row, size_t k) {
     case CK_FORMAT_F32: { float v; memcpy(&v, row + 4 * k, 4); return v; }
     case CK_FORMAT_F16: { uint16_t h; memcpy(&h, row + 2 * k, 2); return ck_f16_to_f32_scalar(h); }
     case CK_FORMAT_BF16: { uint16_t h; memcpy(&h, row + 2 * k, 2); uint32_t u = (uint32_t)h << 16; float v; memcpy(&v, &u, 4); return v; }
+    case CK_FORMAT_Q4_0: {
+        const uint8_t *blk = row + (k / 32) * CK_Q4_0_BLOCK_BYTES;
+        uint16_t dh; memcpy(&dh, blk, 2);
+        uint8_t v = blk[2 + k % 16];
+        return (float)((int)(k % 32 < 16 ? v & 0x0F : v >> 4) - 8) * ck_f16_to_f32_scalar(dh);
+    }
     default: {
         const uint8_t *blk = row + (k / 32) * CK_Q8_0_BLOCK_BYTES;
         uint16_t dh; memcpy(&dh, blk, 2);

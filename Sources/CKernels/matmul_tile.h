@@ -19,19 +19,34 @@ CK_T CK_ALWAYS void FN(tile)(const int fmt, const int R, const int M, const uint
     for (int r = 0; r < R; r++)
         for (int i = 0; i < M; i++) acc[r][i] = VZERO();
     size_t k = 0;
-    if (fmt == CK_FORMAT_Q8_0) {
+    if (fmt == CK_FORMAT_Q8_0 || fmt == CK_FORMAT_Q4_0) {
         const size_t nb = cols / CK_Q8_0_BLOCK_VALUES;
+        const size_t block_bytes = fmt == CK_FORMAT_Q8_0 ? CK_Q8_0_BLOCK_BYTES : CK_Q4_0_BLOCK_BYTES;
         for (size_t b = 0; b < nb; b++) {
             V d[CK_TILE_R];
+            // Signed 4-bit q - 8 of each row's Q4_0 block, unpacked once per block (the fallback
+            // for CPUs without int8 dot products; with them Q4_0 runs as packed panels).
+            int8_t unpacked[CK_TILE_R][CK_Q8_0_BLOCK_VALUES];
+            const int8_t *q[CK_TILE_R];
             for (int r = 0; r < R; r++) {
+                const uint8_t *blk = w + r * rb + b * block_bytes;
                 uint16_t dh;
-                memcpy(&dh, w + r * rb + b * CK_Q8_0_BLOCK_BYTES, 2);
+                memcpy(&dh, blk, 2);
                 d[r] = VSET1(_cvtsh_ss(dh));
+                if (fmt == CK_FORMAT_Q4_0) {
+                    for (int j = 0; j < 16; j++) {
+                        unpacked[r][j] = (int8_t)((blk[2 + j] & 0x0F) - 8);
+                        unpacked[r][j + 16] = (int8_t)((blk[2 + j] >> 4) - 8);
+                    }
+                    q[r] = unpacked[r];
+                } else {
+                    q[r] = (const int8_t *)(blk + 2);
+                }
             }
             for (int h = 0; h < CK_Q8_0_BLOCK_VALUES / VL; h++) {
                 V wv[CK_TILE_R];
                 for (int r = 0; r < R; r++)
-                    wv[r] = VMUL(VLOAD_I8(w + r * rb + b * CK_Q8_0_BLOCK_BYTES + 2 + h * VL), d[r]);
+                    wv[r] = VMUL(VLOAD_I8(q[r] + h * VL), d[r]);
                 for (int i = 0; i < M; i++) {
                     V xv = VLOAD_F32(x + i * ldx + b * CK_Q8_0_BLOCK_VALUES + h * VL);
                     for (int r = 0; r < R; r++) acc[r][i] = VFMA(wv[r], xv, acc[r][i]);
@@ -82,6 +97,7 @@ CK_T CK_ALWAYS void FN(tile)(const int fmt, const int R, const int M, const uint
     case CK_FORMAT_F32: CK_GROUP_CASES(CK_FORMAT_F32, RR, MMAX) break;                      \
     case CK_FORMAT_F16: CK_GROUP_CASES(CK_FORMAT_F16, RR, MMAX) break;                      \
     case CK_FORMAT_BF16: CK_GROUP_CASES(CK_FORMAT_BF16, RR, MMAX) break;                    \
+    case CK_FORMAT_Q4_0: CK_GROUP_CASES(CK_FORMAT_Q4_0, RR, MMAX) break;                    \
     default: CK_GROUP_CASES(CK_FORMAT_Q8_0, RR, MMAX) break;                                \
     }
 

@@ -166,7 +166,7 @@ struct ConversionPlan {
         let displayName = ((isFolder.boolValue ? checkpoint : name) as NSString).lastPathComponent
         try m.set(ModelKey.name, .string((displayName as NSString).deletingPathExtension))
         try m.set(ModelKey.fileType, .uint32(type.fileType))
-        if type == .q8_0 { try m.set(ModelKey.quantizationVersion, .uint32(2)) }
+        if type.isQuantized { try m.set(ModelKey.quantizationVersion, .uint32(2)) }
         var sources = [weights.sourceDescription]
         if let llmConfig { sources.append(llmConfig.path) }
         sources += vision.files

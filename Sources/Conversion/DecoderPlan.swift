@@ -159,19 +159,19 @@ struct DecoderPlan {
         for n in 0..<layers {
             let p = "model.layers.\(n)."
             tensors.add(TensorName.attentionNorm(n), .keepF32, type, try table.take(p + "input_layernorm.weight", shape: [hidden], hint: hint))
-            tensors.add(TensorName.attentionQ(n), .matrix, type, try table.take(p + "self_attn.q_proj.weight", shape: [attentionWidth, hidden], hint: "\(heads) heads x \(headDim)"))
-            tensors.add(TensorName.attentionK(n), .matrix, type, try table.take(p + "self_attn.k_proj.weight", shape: [kvWidth, hidden], hint: "\(kvHeads) KV heads x \(headDim)"))
-            tensors.add(TensorName.attentionV(n), .matrix, type, try table.take(p + "self_attn.v_proj.weight", shape: [kvWidth, hidden], hint: "\(kvHeads) KV heads x \(headDim)"))
-            tensors.add(TensorName.attentionOutput(n), .matrix, type, try table.take(p + "self_attn.o_proj.weight", shape: [hidden, attentionWidth], hint: hint))
+            tensors.add(TensorName.attentionQ(n), .decoderMatrix, type, try table.take(p + "self_attn.q_proj.weight", shape: [attentionWidth, hidden], hint: "\(heads) heads x \(headDim)"))
+            tensors.add(TensorName.attentionK(n), .decoderMatrix, type, try table.take(p + "self_attn.k_proj.weight", shape: [kvWidth, hidden], hint: "\(kvHeads) KV heads x \(headDim)"))
+            tensors.add(TensorName.attentionV(n), .decoderMatrix, type, try table.take(p + "self_attn.v_proj.weight", shape: [kvWidth, hidden], hint: "\(kvHeads) KV heads x \(headDim)"))
+            tensors.add(TensorName.attentionOutput(n), .decoderMatrix, type, try table.take(p + "self_attn.o_proj.weight", shape: [hidden, attentionWidth], hint: hint))
             if generation == 3 {
                 tensors.add(TensorName.attentionQNorm(n), .keepF32, type, try table.take(p + "self_attn.q_norm.weight", shape: [headDim], hint: "gen3 per-head norm"))
                 tensors.add(TensorName.attentionKNorm(n), .keepF32, type, try table.take(p + "self_attn.k_norm.weight", shape: [headDim], hint: "gen3 per-head norm"))
             }
             tensors.add(TensorName.ffnNorm(n), .keepF32, type, try table.take(p + "post_attention_layernorm.weight", shape: [hidden], hint: hint))
             if experts == 0 {
-                tensors.add(TensorName.ffnGate(n), .matrix, type, try table.take(p + "mlp.gate_proj.weight", shape: [feedForward, hidden], hint: "dense FFN"))
-                tensors.add(TensorName.ffnUp(n), .matrix, type, try table.take(p + "mlp.up_proj.weight", shape: [feedForward, hidden], hint: "dense FFN"))
-                tensors.add(TensorName.ffnDown(n), .matrix, type, try table.take(p + "mlp.down_proj.weight", shape: [hidden, feedForward], hint: "dense FFN"))
+                tensors.add(TensorName.ffnGate(n), .decoderMatrix, type, try table.take(p + "mlp.gate_proj.weight", shape: [feedForward, hidden], hint: "dense FFN"))
+                tensors.add(TensorName.ffnUp(n), .decoderMatrix, type, try table.take(p + "mlp.up_proj.weight", shape: [feedForward, hidden], hint: "dense FFN"))
+                tensors.add(TensorName.ffnDown(n), .decoderMatrix, type, try table.take(p + "mlp.down_proj.weight", shape: [hidden, feedForward], hint: "dense FFN"))
             } else {
                 let layerExperts = try table.indices(under: p + "mlp.experts.")
                 guard layerExperts == experts else {
@@ -185,14 +185,14 @@ struct DecoderPlan {
                     ups.append(try table.take(q + "up_proj.weight", shape: [feedForward, hidden], hint: "expert FFN"))
                     downs.append(try table.take(q + "down_proj.weight", shape: [hidden, feedForward], hint: "expert FFN"))
                 }
-                tensors.add(TensorName.ffnGateExperts(n), .matrix, type, gates, shape: [experts, feedForward, hidden])
-                tensors.add(TensorName.ffnUpExperts(n), .matrix, type, ups, shape: [experts, feedForward, hidden])
-                tensors.add(TensorName.ffnDownExperts(n), .matrix, type, downs, shape: [experts, hidden, feedForward])
+                tensors.add(TensorName.ffnGateExperts(n), .decoderMatrix, type, gates, shape: [experts, feedForward, hidden])
+                tensors.add(TensorName.ffnUpExperts(n), .decoderMatrix, type, ups, shape: [experts, feedForward, hidden])
+                tensors.add(TensorName.ffnDownExperts(n), .decoderMatrix, type, downs, shape: [experts, hidden, feedForward])
                 if sharedExperts == 1 {
                     let q = p + "mlp.shared_experts.0."
-                    tensors.add(TensorName.ffnGateShared(n), .matrix, type, try table.take(q + "gate_proj.weight", shape: [feedForward, hidden], hint: "shared expert"))
-                    tensors.add(TensorName.ffnUpShared(n), .matrix, type, try table.take(q + "up_proj.weight", shape: [feedForward, hidden], hint: "shared expert"))
-                    tensors.add(TensorName.ffnDownShared(n), .matrix, type, try table.take(q + "down_proj.weight", shape: [hidden, feedForward], hint: "shared expert"))
+                    tensors.add(TensorName.ffnGateShared(n), .decoderMatrix, type, try table.take(q + "gate_proj.weight", shape: [feedForward, hidden], hint: "shared expert"))
+                    tensors.add(TensorName.ffnUpShared(n), .decoderMatrix, type, try table.take(q + "up_proj.weight", shape: [feedForward, hidden], hint: "shared expert"))
+                    tensors.add(TensorName.ffnDownShared(n), .decoderMatrix, type, try table.take(q + "down_proj.weight", shape: [hidden, feedForward], hint: "shared expert"))
                 } else if table.has(p + "mlp.shared_experts.0.gate_proj.weight") {
                     throw FormatError(.invalidModel, "\(source): layer \(n) has a shared expert, layer 0 has none")
                 }

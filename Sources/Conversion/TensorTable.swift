@@ -36,7 +36,7 @@ struct TensorTable {
         if let shape, tensor.shape != shape {
             throw FormatError(.invalidModel, "tensor \(name) in \(source) has shape \(tensor.shape), expected \(shape)\(hint.isEmpty ? "" : " (\(hint))")")
         }
-        guard tensor.dtype.isFloatingPoint, tensor.dtype != .q8_0 else {
+        guard tensor.dtype.isFloatingPoint, !tensor.dtype.isQuantized else {
             throw FormatError(.invalidModel, "tensor \(name) in \(source) holds \(tensor.dtype.rawValue) values; weights must be float32, float16, bfloat16 or float64")
         }
         taken.insert(name)

@@ -7,6 +7,10 @@ public enum DType: String, Sendable, CaseIterable, Codable {
     case int64, int32, int16, int8, uint8, bool
     /// GGUF's Q8_0: blocks of 32 values stored as one float16 scale and 32 int8.
     case q8_0
+    /// GGUF's Q4_0: blocks of 32 values stored as one float16 scale and 16 bytes of 4-bit
+    /// unsigned q (value j in the low nibble of byte j, value j + 16 in its high nibble);
+    /// x = (q - 8) * d.
+    case q4_0
 
     /// Bytes per element; for block types, bytes per block (see `blockSize`).
     public var byteSize: Int {
@@ -16,11 +20,15 @@ public enum DType: String, Sendable, CaseIterable, Codable {
         case .float16, .bfloat16, .int16: 2
         case .int8, .uint8, .bool: 1
         case .q8_0: 34
+        case .q4_0: 18
         }
     }
 
-    /// Elements per block: 1 for plain types, 32 for Q8_0.
-    public var blockSize: Int { self == .q8_0 ? 32 : 1 }
+    /// Elements per block: 1 for plain types, 32 for Q8_0 and Q4_0.
+    public var blockSize: Int { isQuantized ? 32 : 1 }
+
+    /// Whether this is one of GGUF's block-quantised types (Q8_0, Q4_0): never in a checkpoint.
+    public var isQuantized: Bool { self == .q8_0 || self == .q4_0 }
 
     /// Bytes taken by `elements` values, or nil when `elements` does not fill whole blocks.
     public func byteCount(elements: Int) -> Int? {
@@ -43,6 +51,7 @@ public enum DType: String, Sendable, CaseIterable, Codable {
         case .uint8: "U8"
         case .bool: "BOOL"
         case .q8_0: "Q8_0"
+        case .q4_0: "Q4_0"
         }
     }
 
@@ -56,6 +65,7 @@ public enum DType: String, Sendable, CaseIterable, Codable {
         switch self {
         case .float32: 0
         case .float16: 1
+        case .q4_0: 2
         case .q8_0: 8
         case .int8: 24
         case .int16: 25
@@ -75,7 +85,7 @@ public enum DType: String, Sendable, CaseIterable, Codable {
     /// Whether values of this type can be widened to Float32 for inference.
     public var isFloatingPoint: Bool {
         switch self {
-        case .float64, .float32, .float16, .bfloat16, .q8_0: true
+        case .float64, .float32, .float16, .bfloat16, .q8_0, .q4_0: true
         default: false
         }
     }

@@ -78,7 +78,7 @@ public struct GGUFFile: TensorSource {
                 }
                 let typeTag = try reader.u32("type of \(name)")
                 guard let dtype = DType(ggmlType: typeTag) else {
-                    throw FormatError(.unsupported, "\(path): tensor \(name) has ggml type \(typeTag), which this reader does not handle (F32, F16, BF16, Q8_0 and integer types only)")
+                    throw FormatError(.unsupported, "\(path): tensor \(name) has ggml type \(typeTag), which this reader does not handle (F32, F16, BF16, Q8_0, Q4_0 and integer types only)")
                 }
                 let offset = try reader.u64("offset of \(name)")
                 guard offset <= UInt64(raw.count) else {

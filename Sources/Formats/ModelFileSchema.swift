@@ -8,7 +8,7 @@ public enum ModelKey {
     // MARK: general
     public static let architecture = "general.architecture"       // "minimind"
     public static let name = "general.name"
-    public static let fileType = "general.file_type"               // 0 f32, 1 f16, 7 q8_0, 32 bf16
+    public static let fileType = "general.file_type"               // 0 f32, 1 f16, 2 q4_0, 7 q8_0, 32 bf16
     public static let alignment = "general.alignment"
     public static let quantizationVersion = "general.quantization_version"
     public static let sourceFiles = "general.source.files"         // [string]: what convert read

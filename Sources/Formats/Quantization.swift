@@ -2,9 +2,12 @@
 ///
 /// Q8_0 follows ggml's `quantize_row_q8_0_ref` (and gguf-py's `quants.py`) bit for bit: per block
 /// of 32 values, `d = max|x| / 127` in float32, `q = roundf(x * (1 / d))`, `d` stored as float16.
+/// Q4_0 follows `quantize_row_q4_0_ref`: `d = m / -8` for the value `m` of largest magnitude
+/// (sign kept), `q = min(15, trunc(x * (1 / d) + 8.5))`, two 4-bit q per byte.
 public enum Quantization {
     public static let q8BlockSize = 32
     public static let q8BlockBytes = 34
+    public static let q4BlockBytes = 18
 
     // MARK: scalar conversions
 
@@ -70,14 +73,17 @@ public enum Quantization {
         case .q8_0:
             guard count % q8BlockSize == 0 else { return false }
             dequantizeQ8_0(source, count: count, into: destination)
+        case .q4_0:
+            guard count % q8BlockSize == 0 else { return false }
+            dequantizeQ4_0(source, count: count, into: destination)
         default:
             return false
         }
         return true
     }
 
-    /// Narrows `count` float32 values to `dtype` (float32, float16, bfloat16 or q8_0) at `destination`.
-    /// For q8_0, `count` must be a multiple of 32. Returns false for any other dtype.
+    /// Narrows `count` float32 values to `dtype` (float32, float16, bfloat16, q8_0 or q4_0) at `destination`.
+    /// For q8_0 and q4_0, `count` must be a multiple of 32. Returns false for any other dtype.
     @discardableResult
     public static func encode(
         _ source: UnsafePointer<Float>, count: Int, as dtype: DType, into destination: UnsafeMutableRawPointer
@@ -96,6 +102,9 @@ public enum Quantization {
         case .q8_0:
             guard count % q8BlockSize == 0 else { return false }
             quantizeQ8_0(source, count: count, into: destination)
+        case .q4_0:
+            guard count % q8BlockSize == 0 else { return false }
+            quantizeQ4_0(source, count: count, into: destination)
         default:
             return false
         }
@@ -164,10 +173,56 @@ public enum Quantization {
         }
     }
 
+    // MARK: Q4_0
+
+    /// Quantizes `count` (a multiple of 32) values into `count / 32` blocks of 18 bytes.
+    public static func quantizeQ4_0(_ source: UnsafePointer<Float>, count: Int, into destination: UnsafeMutableRawPointer) {
+        for block in 0..<(count / q8BlockSize) {
+            let x = source + block * q8BlockSize
+            // The first value of largest magnitude, with its sign: d is negative when it is positive.
+            var amax: Float = 0, extreme: Float = 0
+            for j in 0..<q8BlockSize where amax < abs(x[j]) {
+                amax = abs(x[j])
+                extreme = x[j]
+            }
+            let d = extreme / -8
+            let id: Float = d == 0 ? 0 : 1 / d
+            let out = destination + block * q4BlockBytes
+            out.storeBytes(of: float16Bits(d).littleEndian, as: UInt16.self)
+            for j in 0..<16 {
+                let low = nibble(x[j] * id), high = nibble(x[j + 16] * id)
+                out.storeBytes(of: low | (high << 4), toByteOffset: 2 + j, as: UInt8.self)
+            }
+        }
+    }
+
+    /// `min(15, trunc(v + 8.5))` as ggml computes it (the sum rounded to float32 first), without
+    /// trapping on the NaN of a non-finite block.
+    @inline(__always)
+    static func nibble(_ v: Float) -> UInt8 {
+        let shifted = v + 8.5
+        guard shifted >= 0 else { return 0 }
+        return shifted < 15 ? UInt8(shifted) : 15
+    }
+
+    /// Expands Q4_0 blocks back to float32: `x = d * (q - 8)`.
+    public static func dequantizeQ4_0(_ source: UnsafeRawPointer, count: Int, into destination: UnsafeMutablePointer<Float>) {
+        for block in 0..<(count / q8BlockSize) {
+            let input = source + block * q4BlockBytes
+            let d = float(float16Bits: input.loadUnaligned(as: UInt16.self))
+            let out = destination + block * q8BlockSize
+            for j in 0..<16 {
+                let byte = input.load(fromByteOffset: 2 + j, as: UInt8.self)
+                out[j] = d * Float(Int32(byte & 0x0F) - 8)
+                out[j + 16] = d * Float(Int32(byte >> 4) - 8)
+            }
+        }
+    }
+
     /// Convenience for tests and small tensors: the float32 values of raw `bytes` of `dtype`.
     public static func floats(_ bytes: UnsafeRawBufferPointer, dtype: DType) -> [Float]? {
         guard dtype.isFloatingPoint, let base = bytes.baseAddress ?? (bytes.isEmpty ? UnsafeRawPointer(bitPattern: 1) : nil) else { return nil }
-        let count = dtype == .q8_0 ? bytes.count / q8BlockBytes * q8BlockSize : bytes.count / dtype.byteSize
+        let count = dtype.isQuantized ? bytes.count / dtype.byteSize * dtype.blockSize : bytes.count / dtype.byteSize
         guard dtype.byteCount(elements: count) == bytes.count else { return nil }
         if count == 0 { return [] }
         var ok = false

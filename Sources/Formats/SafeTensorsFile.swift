@@ -124,9 +124,9 @@ public struct SafeTensorsFile: TensorSource, UnsupportedTensorListing {
                 throw bad("data_offsets [\(begin), \(end)] run past the end of the data (\(dataSize) bytes); the file is truncated or corrupt")
             }
             let dtype = DType(safetensorsName: dtypeName)
-            let bitsPerElement: Int? = dtype.map { $0 == .q8_0 ? 0 : $0.byteSize * 8 } ?? Self.otherBitSizes[dtypeName]
-            if dtype == .q8_0 {
-                throw bad("dtype Q8_0 is not a safetensors type")
+            let bitsPerElement: Int? = dtype.map { $0.isQuantized ? 0 : $0.byteSize * 8 } ?? Self.otherBitSizes[dtypeName]
+            if let dtype, dtype.isQuantized {
+                throw bad("dtype \(dtype.safetensorsName) is not a safetensors type")
             }
             if let bits = bitsPerElement {
                 let (totalBits, overflow) = elements.multipliedReportingOverflow(by: bits)

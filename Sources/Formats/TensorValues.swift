@@ -2,14 +2,14 @@ extension Tensor {
     /// The elements widened to Float32, in row-major order.
     ///
     /// float32, float16, bfloat16 (the upper 16 bits of a Float32), float64 (rounded) and
-    /// Q8_0 (scale times int8); other types are refused with the tensor's name.
+    /// Q8_0 (scale times int8), Q4_0 (scale times q - 8); other types are refused with the tensor's name.
     public func floatValues() throws(FormatError) -> [Float] {
         let count = elementCount
         guard let expected = dtype.byteCount(elements: count), expected == bytes.count else {
             throw FormatError(.malformed, "tensor \(name): \(dtype.rawValue) shape \(shape) needs \(dtype.byteCount(elements: count).map(String.init) ?? "a whole number of blocks of") bytes but holds \(bytes.count)")
         }
         switch dtype {
-        case .float32, .float16, .bfloat16, .float64, .q8_0:
+        case .float32, .float16, .bfloat16, .float64, .q8_0, .q4_0:
             break
         case .int64, .int32, .int16, .int8, .uint8, .bool:
             throw FormatError(.unsupported, "tensor \(name) holds \(dtype.rawValue) values, not floating point; it cannot be read as weights")
@@ -62,6 +62,20 @@ extension Tensor {
                 var i = 0
                 while i < 32 {
                     target[block * 32 + i] = scale * Float(Int8(bitPattern: source.load(fromByteOffset: base + 2 + i, as: UInt8.self)))
+                    i += 1
+                }
+                block += 1
+            }
+        case .q4_0:
+            var block = 0
+            while block < count / 32 {
+                let base = block * 18
+                let scale = Float(Float16(bitPattern: UInt16(littleEndian: source.loadUnaligned(fromByteOffset: base, as: UInt16.self))))
+                var i = 0
+                while i < 16 {
+                    let byte = source.load(fromByteOffset: base + 2 + i, as: UInt8.self)
+                    target[block * 32 + i] = scale * Float(Int(byte & 0x0F) - 8)
+                    target[block * 32 + i + 16] = scale * Float(Int(byte >> 4) - 8)
                     i += 1
                 }
                 block += 1

@@ -1,15 +1,17 @@
 import CKernels
 
-/// A Q8_0 weight matrix `[rows, columns]` packed once into panels of 32 output rows in the operand
-/// layout of the int8 dot-product instructions (AVX512-VNNI), for every product with it: no
+/// A Q8_0 or Q4_0 weight matrix `[rows, columns]` packed once into panels of 32 output rows in the
+/// operand layout of the int8 dot-product instructions (AVX512-VNNI), for every product with it: no
 /// repacking per call, and the packed copy replaces the stored rows (same number of bytes).
 ///
-/// Lossless: it holds the file's int8 values and float16 scales, reordered (`expandRows` gives
-/// exactly the stored matrix's values). Products quantise x per row and block of 32 like the
-/// weights and sum the int8 products exactly in int32; see `multiplyMany`.
+/// Lossless: it holds the file's int8 (or 4-bit, two rows' per byte) values and float16 scales,
+/// reordered (`expandRows` gives exactly the stored matrix's values). Products quantise x per row
+/// and block of 32 like Q8_0 weights and sum the integer products exactly in int32; see `multiplyMany`.
 public struct Int8PanelMatrix: @unchecked Sendable {
     public let rows: Int
     public let columns: Int
+    /// The values' format: the file's Q8_0 or Q4_0.
+    public let format: WeightFormat
     private let storage: PanelStorage
     private let byteOffset: Int
 
@@ -19,26 +21,25 @@ public struct Int8PanelMatrix: @unchecked Sendable {
     /// but slower than widening the weights: callers should keep Q8_0 rows there).
     public static var isFast: Bool { ck_q8_gemm_fast() != 0 }
 
-    /// The values' format: always the file's Q8_0.
-    public var format: WeightFormat { .q8_0 }
     /// Bytes of the packed panels (whole panels of 32 rows per stacked matrix).
     public var byteCount: Int { segments.count * segments.bytes }
     /// Matrices stacked in this one (MoE experts), 1 for a plain matrix.
     public var segmentCount: Int { segments.count }
     var base: UnsafeRawPointer { UnsafeRawPointer(storage.memory + byteOffset) }
 
-    /// Packs a Q8_0 `matrix`, its panels spread over `pool`. With `segments` > 1 the rows are that
+    /// Packs a Q8_0 or Q4_0 `matrix`, its panels spread over `pool`. With `segments` > 1 the rows are that
     /// many stacked matrices (MoE experts), each packed into panels of its own so that
     /// `segment(_:)` is a matrix; the row count must divide evenly.
     public init(packing matrix: QuantizedMatrix, segments: Int = 1, pool: ComputePool? = nil) throws(LowPrecisionError) {
-        guard matrix.format == .q8_0 else {
-            throw LowPrecisionError("only Q8_0 matrices pack into int8 panels, not \(matrix.format)")
+        guard matrix.format.isBlockQuantized else {
+            throw LowPrecisionError("only Q8_0 and Q4_0 matrices pack into int8 panels, not \(matrix.format)")
         }
         guard segments >= 1, matrix.rows % segments == 0, matrix.columns > 0 else {
             throw LowPrecisionError("a \(matrix.rows)x\(matrix.columns) matrix does not split into \(segments) int8 panel matrices")
         }
         let segmentRows = matrix.rows / segments, columns = matrix.columns
-        let segmentBytes = ck_q8_packed_bytes(segmentRows, columns)
+        let format = matrix.format
+        let segmentBytes = format == .q4_0 ? ck_q4_packed_bytes(segmentRows, columns) : ck_q8_packed_bytes(segmentRows, columns)
         let rowBytes = matrix.byteCount / max(matrix.rows, 1)
         let storage = PanelStorage(byteCount: segmentBytes * segments)
         let panelsPerSegment = (segmentRows + Self.panelRows - 1) / Self.panelRows
@@ -48,22 +49,26 @@ public struct Int8PanelMatrix: @unchecked Sendable {
             guard let source = raw.baseAddress else { return }
             let pack = { (task: Int) in
                 let segment = task / chunksPerSegment, first = (task % chunksPerSegment) * chunk
-                _ = ck_q8_pack_panels(source + segment * segmentRows * rowBytes, segmentRows, columns,
-                                      storage.memory + segment * segmentBytes, first, min(first + chunk, panelsPerSegment))
+                let from = source + segment * segmentRows * rowBytes, to = storage.memory + segment * segmentBytes
+                let last = min(first + chunk, panelsPerSegment)
+                _ = format == .q4_0 ? ck_q4_pack_panels(from, segmentRows, columns, to, first, last)
+                    : ck_q8_pack_panels(from, segmentRows, columns, to, first, last)
             }
             let tasks = segments * chunksPerSegment
             if let pool, tasks > 1 { pool.parallelFor(tasks, pack) } else { for t in 0..<tasks { pack(t) } }
         }
-        self.init(rows: matrix.rows, columns: columns, storage: storage, byteOffset: 0,
+        self.init(rows: matrix.rows, columns: columns, format: format, storage: storage, byteOffset: 0,
                   segments: (segments, segmentBytes))
     }
 
     /// How many stacked matrices this one holds and the bytes of each.
     fileprivate let segments: (count: Int, bytes: Int)
 
-    private init(rows: Int, columns: Int, storage: PanelStorage, byteOffset: Int, segments: (count: Int, bytes: Int)) {
+    private init(rows: Int, columns: Int, format: WeightFormat, storage: PanelStorage, byteOffset: Int,
+                 segments: (count: Int, bytes: Int)) {
         self.rows = rows
         self.columns = columns
+        self.format = format
         self.storage = storage
         self.byteOffset = byteOffset
         self.segments = segments
@@ -73,14 +78,14 @@ public struct Int8PanelMatrix: @unchecked Sendable {
     public func segment(_ index: Int) -> Int8PanelMatrix {
         let (count, bytes) = segments
         precondition(index >= 0 && index < count, "segment \(index) of \(count)")
-        return Int8PanelMatrix(rows: rows / count, columns: columns, storage: storage,
+        return Int8PanelMatrix(rows: rows / count, columns: columns, format: format, storage: storage,
                                byteOffset: byteOffset + index * bytes, segments: (1, bytes))
     }
 
     /// `out[m, rows] = x[m, columns] · Wᵀ (+ bias)`, or added to `out` with `accumulate`: x is
-    /// quantised per row and block of 32 (scale max|x| / 127, round half to even), the int8 blocks
-    /// multiplied exactly in int32 (four times the float32 arithmetic rate on VNNI), each block's
-    /// sum scaled by both scales in float32. Rows of x are `columns` floats apart, rows of `out`
+    /// quantised per row and block of 32 (scale max|x| / 127, round half to even), the int8 (or
+    /// 4-bit) blocks multiplied exactly in int32 (four times the float32 arithmetic rate on VNNI),
+    /// each block's sum scaled by both scales in float32. Rows of x are `columns` floats apart, rows of `out`
     /// `rows` apart. Panels are split over `pool`; `path` `.portable` forces the portable C.
     public func multiplyMany(_ x: UnsafePointer<Float>, rows m: Int, bias: UnsafePointer<Float>? = nil,
                              into out: UnsafeMutablePointer<Float>, accumulate: Bool = false,
@@ -92,10 +97,11 @@ public struct Int8PanelMatrix: @unchecked Sendable {
         // One task per panel (of each stacked matrix: their outputs are side by side in `out`).
         let isa = path?.rawValue ?? -1, n = rows, weights = base, (count, bytes) = segments
         let segmentRows = rows / count, perSegment = (segmentRows + Self.panelRows - 1) / Self.panelRows
+        let kernel = format == .q4_0 ? ck_q4_packed_panels : ck_q8_packed_panels
         let run = { (task: Int) in
             let segment = task / perSegment, panel = task % perSegment, first = segment * segmentRows
-            _ = ck_q8_packed_panels(isa, weights + segment * bytes, segmentRows, k, q.values, q.scales, q.offsets, m,
-                                    bias.map { $0 + first }, out + first, n, accumulate ? 1 : 0, panel, panel + 1)
+            _ = kernel(isa, weights + segment * bytes, segmentRows, k, q.values, q.scales, q.offsets, m,
+                       bias.map { $0 + first }, out + first, n, accumulate ? 1 : 0, panel, panel + 1)
         }
         let tasks = count * perSegment
         if let pool { pool.parallelFor(tasks, run) } else { for t in 0..<tasks { run(t) } }
@@ -119,9 +125,9 @@ public struct Int8PanelMatrix: @unchecked Sendable {
         }
         let run = { (task: Int) in
             let (product, panel) = tasks[task]
-            _ = ck_q8_packed_panels(isa, product.matrix.base, product.matrix.rows, k, q.values, q.scales, q.offsets, m,
-                                    product.bias, product.output, product.matrix.rows, product.accumulate ? 1 : 0,
-                                    panel, panel + 1)
+            let kernel = product.matrix.format == .q4_0 ? ck_q4_packed_panels : ck_q8_packed_panels
+            _ = kernel(isa, product.matrix.base, product.matrix.rows, k, q.values, q.scales, q.offsets, m,
+                       product.bias, product.output, product.matrix.rows, product.accumulate ? 1 : 0, panel, panel + 1)
         }
         if let pool { pool.parallelFor(tasks.count, run) } else { for t in 0..<tasks.count { run(t) } }
         withExtendedLifetime(q) {}
@@ -141,7 +147,7 @@ public struct Int8PanelMatrix: @unchecked Sendable {
     }
 
     /// Expands rows `range` to float32 into `destination` (`range.count * columns` floats):
-    /// exactly the values of the Q8_0 rows this matrix was packed from.
+    /// exactly the values of the Q8_0 or Q4_0 rows this matrix was packed from.
     public func expandRows(_ range: Range<Int>, into destination: UnsafeMutablePointer<Float>) {
         precondition(range.lowerBound >= 0 && range.upperBound <= rows, "expandRows: \(range) outside 0..<\(rows)")
         let (count, bytes) = segments, segmentRows = rows / count
@@ -149,8 +155,12 @@ public struct Int8PanelMatrix: @unchecked Sendable {
             let first = segment * segmentRows
             let lo = max(range.lowerBound, first), hi = min(range.upperBound, first + segmentRows)
             guard lo < hi else { continue }
-            ck_q8_packed_expand_rows(base + segment * bytes, columns, lo - first, hi - first,
-                                     destination + (lo - range.lowerBound) * columns)
+            let from = base + segment * bytes, to = destination + (lo - range.lowerBound) * columns
+            if format == .q4_0 {
+                ck_q4_packed_expand_rows(from, columns, lo - first, hi - first, to)
+            } else {
+                ck_q8_packed_expand_rows(from, columns, lo - first, hi - first, to)
+            }
         }
     }
 
@@ -176,7 +186,7 @@ private final class PanelStorage: @unchecked Sendable {
 }
 
 extension DecodeKernels {
-    /// One product of `multiply(_:rows:columns:by:pool:path:)` with packed Q8_0 weights.
+    /// One product of `multiply(_:rows:columns:by:pool:path:)` with packed Q8_0 or Q4_0 weights.
     public struct PanelProduct {
         public var matrix: Int8PanelMatrix
         public var bias: UnsafePointer<Float>?
@@ -202,7 +212,8 @@ extension DecodeKernels {
             precondition(product.matrix.columns == columns, "multiply: a \(product.matrix.columns)-column matrix among \(columns)-column ones")
             precondition(product.matrix.segments.count == 1, "multiply: a stacked matrix (take its segments)")
             return ck_q8_packed_product(packed: product.matrix.base, rows: product.matrix.rows, bias: product.bias,
-                                        y: product.output, ldy: product.matrix.rows, accumulate: product.accumulate ? 1 : 0)
+                                        y: product.output, ldy: product.matrix.rows, accumulate: product.accumulate ? 1 : 0,
+                                        format: product.matrix.format.tag)
         }
         let rc = descriptors.withUnsafeBufferPointer { buffer in
             ck_q8_packed_many(pool?.raw, path?.rawValue ?? -1, buffer.baseAddress, buffer.count, columns, x, columns, m)

@@ -13,12 +13,16 @@ public enum WeightFormat: Sendable, CaseIterable, CustomStringConvertible {
     case bfloat16
     /// GGUF's Q8_0: blocks of 32 values stored as a float16 scale `d` and 32 int8 `q`; value = d * q.
     case q8_0
+    /// GGUF's Q4_0: blocks of 32 values stored as a float16 scale `d` and 16 bytes of 4-bit `q`
+    /// (value j in the low nibble of byte j, value j + 16 in the high one); value = d * (q - 8).
+    case q4_0
 
-    /// The format with this GGML type tag (0 F32, 1 F16, 8 Q8_0, 30 BF16), or nil.
+    /// The format with this GGML type tag (0 F32, 1 F16, 2 Q4_0, 8 Q8_0, 30 BF16), or nil.
     public init?(ggmlType: UInt32) {
         switch ggmlType {
         case 0: self = .float32
         case 1: self = .float16
+        case 2: self = .q4_0
         case 8: self = .q8_0
         case 30: self = .bfloat16
         default: return nil
@@ -30,13 +34,17 @@ public enum WeightFormat: Sendable, CaseIterable, CustomStringConvertible {
         switch self {
         case .float32: 0
         case .float16: 1
+        case .q4_0: 2
         case .q8_0: 8
         case .bfloat16: 30
         }
     }
 
-    /// Values per storage block: 32 for Q8_0, 1 otherwise. Row lengths must be multiples of it.
-    public var valuesPerBlock: Int { self == .q8_0 ? 32 : 1 }
+    /// Values per storage block: 32 for Q8_0 and Q4_0, 1 otherwise. Row lengths must be multiples of it.
+    public var valuesPerBlock: Int { isBlockQuantized ? 32 : 1 }
+
+    /// Whether this is one of GGUF's block formats (Q8_0, Q4_0), which pack into int8 panels.
+    public var isBlockQuantized: Bool { self == .q8_0 || self == .q4_0 }
 
     /// Bytes of one row of `columns` values, or nil when `columns` is negative or not a whole
     /// number of blocks.
@@ -51,6 +59,7 @@ public enum WeightFormat: Sendable, CaseIterable, CustomStringConvertible {
         case .float32: 4
         case .float16, .bfloat16: 2
         case .q8_0: 34
+        case .q4_0: 18
         }
     }
 
@@ -62,6 +71,7 @@ public enum WeightFormat: Sendable, CaseIterable, CustomStringConvertible {
         case .float16: "f16"
         case .bfloat16: "bf16"
         case .q8_0: "q8_0"
+        case .q4_0: "q4_0"
         }
     }
 }
@@ -110,7 +120,8 @@ public struct LowPrecisionError: Error, CustomStringConvertible, Equatable {
 /// Conversions between float32 and the reduced-precision weight formats.
 ///
 /// All of them are bit-exact with numpy/gguf-py: float16 and bfloat16 round to nearest even
-/// (overflow to infinity, NaN stays NaN), Q8_0 quantises as ggml's `quantize_row_q8_0_ref`.
+/// (overflow to infinity, NaN stays NaN), Q8_0 and Q4_0 quantise as ggml's
+/// `quantize_row_q8_0_ref` and `quantize_row_q4_0_ref`.
 public enum LowPrecision {
     /// float32 -> IEEE half bits, round to nearest even.
     public static func float16Bits(_ values: [Float]) -> [UInt16] {
@@ -174,6 +185,30 @@ public enum LowPrecision {
         return out
     }
 
+    /// float32 -> Q4_0 blocks (18 bytes per 32 values), bit-exact with gguf-py for finite input.
+    public static func q4_0Blocks(_ values: [Float]) throws(LowPrecisionError) -> [UInt8] {
+        guard values.count % 32 == 0 else {
+            throw LowPrecisionError("Q4_0 needs a multiple of 32 values, got \(values.count)")
+        }
+        var out = [UInt8](repeating: 0, count: values.count / 32 * 18)
+        values.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBytes { dst in ck_f32_to_q4_0(src.baseAddress, dst.baseAddress, src.count) }
+        }
+        return out
+    }
+
+    /// Q4_0 blocks -> float32 (d * (q - 8), exact).
+    public static func floats(q4_0Blocks bytes: [UInt8]) throws(LowPrecisionError) -> [Float] {
+        guard bytes.count % 18 == 0 else {
+            throw LowPrecisionError("Q4_0 data must be whole 18-byte blocks, got \(bytes.count) bytes")
+        }
+        var out = [Float](repeating: 0, count: bytes.count / 18 * 32)
+        bytes.withUnsafeBytes { src in
+            out.withUnsafeMutableBufferPointer { dst in ck_q4_0_to_f32(src.baseAddress, dst.baseAddress, dst.count) }
+        }
+        return out
+    }
+
     /// Encodes `values` (a whole number of rows of `format`) into the format's bytes.
     public static func encode(_ values: [Float], as format: WeightFormat) throws(LowPrecisionError) -> [UInt8] {
         switch format {
@@ -185,6 +220,8 @@ public enum LowPrecision {
             return bfloat16Bits(values).withUnsafeBytes { Array($0) }
         case .q8_0:
             return try q8_0Blocks(values)
+        case .q4_0:
+            return try q4_0Blocks(values)
         }
     }
 }

@@ -6,7 +6,7 @@ import Glibc
 import Darwin
 #endif
 
-/// A weight matrix `[rows, columns]` in F32, F16, BF16 or Q8_0, multiplied without expanding it.
+/// A weight matrix `[rows, columns]` in F32, F16, BF16, Q8_0 or Q4_0, multiplied without expanding it.
 ///
 /// The bytes are either owned (copied in, 64-byte aligned) or borrowed from memory the caller
 /// keeps alive, typically a memory-mapped GGUF file: pass the object owning that memory as
@@ -64,7 +64,7 @@ public struct QuantizedMatrix: @unchecked Sendable {
     private static func expectedBytes(format: WeightFormat, rows: Int, columns: Int) throws(LowPrecisionError) -> Int {
         guard rows >= 0, let rowBytes = format.rowBytes(columns: columns) else {
             throw LowPrecisionError("a \(format) matrix cannot have \(rows) rows of \(columns) columns"
-                + (format == .q8_0 ? " (Q8_0 rows are whole blocks of 32)" : ""))
+                + (format.isBlockQuantized ? " (\(format) rows are whole blocks of 32)" : ""))
         }
         let (count, overflow) = rows.multipliedReportingOverflow(by: rowBytes)
         guard !overflow else { throw LowPrecisionError("a \(rows)x\(columns) matrix is too large") }

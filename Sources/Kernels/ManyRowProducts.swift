@@ -7,7 +7,7 @@ extension QuantizedMatrix {
 
     /// `out[m, rows] = x[m, columns] · Wᵀ (+ bias)`, or added to `out` with `accumulate`, for many
     /// rows of x (prefill, vision encoder, projector), reading the stored weights in place:
-    /// - Q8_0 with `int8` on a CPU with AVX512-VNNI (`hasInt8Products`): packed into int8 panels
+    /// - Q8_0 or Q4_0 with `int8` on a CPU with AVX512-VNNI (`hasInt8Products`): packed into int8 panels
     ///   for this call and multiplied as `Int8PanelMatrix.multiplyMany` does (x quantised like the
     ///   weights; this adds the activations' rounding error). Keep an `Int8PanelMatrix` to pack once.
     /// - otherwise: a block of weight rows at a time is widened to float32 (exact) and multiplied
@@ -17,7 +17,7 @@ extension QuantizedMatrix {
                              into out: UnsafeMutablePointer<Float>, accumulate: Bool = false,
                              pool: ComputePool? = nil, int8: Bool = true, path: KernelPath? = nil) {
         guard m > 0, rows > 0 else { return }
-        if format == .q8_0, int8, columns > 0, Self.hasInt8Products || path == .portable {
+        if format.isBlockQuantized, int8, columns > 0, Self.hasInt8Products || path == .portable {
             multiplyInt8(x, rows: m, bias: bias, into: out, accumulate: accumulate, pool: pool, path: path)
         } else {
             multiplyWidened(x, rows: m, bias: bias, into: out, accumulate: accumulate, pool: pool)

@@ -31,6 +31,11 @@ extension Kernels {
             }
         }
     }
+
+    /// GGUF Q4_0 blocks to float32: value = scale · (q - 8). `count` must be a multiple of 32.
+    public static func widenQ4_0(_ src: UnsafeRawPointer, count: Int, into out: UnsafeMutablePointer<Float>) {
+        ck_q4_0_to_f32(src, out, count)
+    }
 }
 
 extension Kernels {

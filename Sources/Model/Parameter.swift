@@ -5,7 +5,7 @@ import Synchronization
 /// One weight tensor as float32, ready for the kernels.
 ///
 /// A float32 tensor of a memory-mapped file is used in place. A float16 or bfloat16 matrix of a
-/// mapped file is multiplied in place (`lowPrecision`); a Q8_0 matrix is packed at load into int8
+/// mapped file is multiplied in place (`lowPrecision`); a Q8_0 or Q4_0 matrix is packed at load into int8
 /// panels (`panels`) on CPUs with int8 dot products, and its mapped pages released, else also
 /// multiplied in place. Either is widened to float32 only if some caller asks for `pointer`;
 /// other tensors (vectors, anything not mapped) are widened at load.
@@ -93,8 +93,9 @@ public final class Parameter: @unchecked Sendable {
             case .float16: Kernels.widenFloat16(base, count: count, into: buffer.pointer)
             case .bfloat16: Kernels.widenBFloat16(base, count: count, into: buffer.pointer)
             case .q8_0: Kernels.widenQ8_0(base, count: count, into: buffer.pointer)
+            case .q4_0: Kernels.widenQ4_0(base, count: count, into: buffer.pointer)
             default:
-                throw ModelError(.unsupported, "tensor \(tensor.name) is \(tensor.dtype); weights must be float32, float16, bfloat16 or q8_0")
+                throw ModelError(.unsupported, "tensor \(tensor.name) is \(tensor.dtype); weights must be float32, float16, bfloat16, q8_0 or q4_0")
             }
         }
         eager = UnsafePointer(buffer.pointer)
@@ -104,14 +105,14 @@ public final class Parameter: @unchecked Sendable {
         source = nil
     }
 
-    /// Whether Q8_0 matrices are packed into int8 panels at load: where the int8 products are
+    /// Whether Q8_0 and Q4_0 matrices are packed into int8 panels at load: where the int8 products are
     /// fast (AVX512-VNNI). Elsewhere the float kernels read the stored rows.
     static var packsQ8_0: Bool { Int8PanelMatrix.isFast }
 
     /// `matrix` packed into int8 panels (a stacked `[experts, out, in]` tensor one expert per
-    /// segment), or nil when it is not Q8_0 or this CPU has no int8 dot products.
+    /// segment), or nil when it is not Q8_0/Q4_0 or this CPU has no int8 dot products.
     private static func int8Panels(_ matrix: QuantizedMatrix, shape: [Int]) -> Int8PanelMatrix? {
-        guard matrix.format == .q8_0, packsQ8_0 else { return nil }
+        guard matrix.format.isBlockQuantized, packsQ8_0 else { return nil }
         let segments = shape.count == 3 ? shape[0] : 1
         return try? Int8PanelMatrix(packing: matrix, segments: segments, pool: DecodePool.shared)
     }
@@ -123,6 +124,7 @@ public final class Parameter: @unchecked Sendable {
         case .float16: format = .float16
         case .bfloat16: format = .bfloat16
         case .q8_0: format = .q8_0
+        case .q4_0: format = .q4_0
         default: return nil
         }
         guard tensor.bytes.isMapped, tensor.shape.count >= 2, let columns = tensor.shape.last else { return nil }
@@ -191,7 +193,7 @@ struct WeightLoader {
 
     init(file: any ModelFile) {
         self.file = file
-        ownsWeights = Parameter.packsQ8_0 && ((file as? any TensorSource)?.tensors.contains { $0.dtype == .q8_0 } ?? false)
+        ownsWeights = Parameter.packsQ8_0 && ((file as? any TensorSource)?.tensors.contains { $0.dtype.isQuantized } ?? false)
     }
 
     /// Drops the pages of every tensor loaded so far from resident memory when `ownsWeights`

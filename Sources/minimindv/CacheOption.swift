@@ -3,13 +3,13 @@ import Model
 
 /// `--kv-cache`: how sequences keep their keys and values.
 enum CacheOption: String, ExpressibleByArgument, CaseIterable {
-    /// float16 for Q8_0 and BF16 model files, float32 for F32 and F16 ones.
+    /// float16 for Q8_0, Q4_0 and BF16 model files, float32 for F32 and F16 ones.
     case auto
     case f32
     case f16
 
     static let help: ArgumentHelp = """
-        KV cache precision: f32, f16, or auto (f16 for Q8_0 and BF16 model files: half the memory \
+        KV cache precision: f32, f16, or auto (f16 for Q8_0, Q4_0 and BF16 model files: half the memory \
         and of the bytes a batched decode step reads; f32 for F32 and F16 files, which reproduce upstream).
         """
 

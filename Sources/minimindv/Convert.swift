@@ -17,6 +17,11 @@ struct Convert: AsyncParsableCommand {
             --type sets the weight matrices' type; norms, biases, position and class embeddings \
             stay f32. q8_0 applies to linear-layer matrices (and the embedding) whose rows are a \
             multiple of 32 long; the patch-embedding kernel, the MoE router and other matrices are f16.
+            q4_0 is q8_0 with the decoder blocks' linear layers (attention, FFN, experts) in 4-bit Q4_0: \
+            the file is about 45% smaller and decode, which reads those weights for every token, \
+            about 1.5-1.8x faster; the embedding, output head, vision encoder and projector stay q8_0. \
+            It costs accuracy: first-token logits move by about 5-8% of their largest value (q8_0: \
+            under 1%), and greedy answers drift from the f32 model's after some tokens.
             """)
 
     @Option(help: "A .pth/.bin/.safetensors file or a transformers-format folder.")
@@ -31,7 +36,7 @@ struct Convert: AsyncParsableCommand {
     @Option(help: "An LLM config.json, for a .pth whose sizes the tensors do not fix (default: config.json beside the checkpoint).")
     var config: String?
 
-    @Option(help: "Weight type: f32, f16, bf16 or q8_0.")
+    @Option(help: "Weight type: f32, f16, bf16, q8_0 or q4_0 (4-bit decoder weights: fastest decode, least accurate).")
     var type: String = "f16"
 
     @Option(help: "The .gguf file to write.")

@@ -8,7 +8,7 @@ struct Inspect: AsyncParsableCommand {
         abstract: "Show the metadata and tensors of a model or checkpoint file.",
         discussion: """
             --json prints one object: {"file", "format", "metadata", "tensors": [{"name", "dtype", "shape", "bytes"}]}, \
-            dtype in PyTorch's words (float32, float16, bfloat16, ...; q8_0 for GGUF Q8_0), shape outermost first. \
+            dtype in PyTorch's words (float32, float16, bfloat16, ...; q8_0/q4_0 for GGUF Q8_0/Q4_0), shape outermost first. \
             Metadata strings over 4096 bytes and arrays over 64 elements are replaced by {"type", "count"}.
             --checksums adds each tensor's SHA-256 over its elements as contiguous little-endian bytes \
             in its own dtype, so that equal weights in different files give equal sums.

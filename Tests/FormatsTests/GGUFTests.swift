@@ -26,6 +26,7 @@ private func writeSample(to path: String) throws -> (GGUFMetadata, [GGUFTensorIn
         GGUFTensorInfo(name: "b.f16", dtype: .float16, shape: [7]),
         GGUFTensorInfo(name: "c.bf16", dtype: .bfloat16, shape: [2, 3, 4]),
         GGUFTensorInfo(name: "d.q8", dtype: .q8_0, shape: [2, 64]),
+        GGUFTensorInfo(name: "e.q4", dtype: .q4_0, shape: [3, 32]),
     ]
     var payloads: [[UInt8]] = []
     for (i, info) in infos.enumerated() {
@@ -130,6 +131,7 @@ private struct HeaderBytes {
             ([.init(name: "x", dtype: .float32, shape: [1]), .init(name: "x", dtype: .float32, shape: [1])], "twice"),
             ([.init(name: String(repeating: "n", count: 64), dtype: .float32, shape: [1])], "longer than"),
             ([.init(name: "q", dtype: .q8_0, shape: [32, 48])], "cannot be stored as q8_0"),
+            ([.init(name: "q", dtype: .q4_0, shape: [2, 40])], "cannot be stored as q4_0"),
             ([.init(name: "five", dtype: .float32, shape: [1, 1, 1, 1, 1])], "dimensions"),
         ]
         for (infos, fragment) in cases {

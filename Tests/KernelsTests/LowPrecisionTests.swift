@@ -65,6 +65,24 @@ private func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
         #expect(bfloat.allSatisfy { $0.isNaN })
     }
 
+    @Test func q4_0QuantisationMatchesGGUFBitForBit() throws {
+        let input = try vector("q4_0_input").floats
+        let blocks = try LowPrecision.q4_0Blocks(input)
+        #expect(blocks == (try vector("q4_0_blocks").bytes))
+        // A block whose scale overflows float16 dequantises q = 8 to inf · 0 = NaN, there and here.
+        let dequantised = try LowPrecision.floats(q4_0Blocks: blocks), expected = try vector("q4_0_dequant").floats
+        #expect(dequantised.count == expected.count)
+        #expect(zip(dequantised, expected).allSatisfy { $0.bitPattern == $1.bitPattern || ($0.isNaN && $1.isNaN) })
+        #expect(try LowPrecision.encode(input, as: .q4_0) == blocks)
+    }
+
+    @Test func q4_0RejectsPartialBlocks() {
+        #expect(throws: LowPrecisionError.self) { try LowPrecision.q4_0Blocks([Float](repeating: 1, count: 40)) }
+        #expect(throws: LowPrecisionError.self) { try LowPrecision.floats(q4_0Blocks: [UInt8](repeating: 0, count: 19)) }
+        #expect(WeightFormat.q4_0.rowBytes(columns: 64) == 36)
+        #expect(WeightFormat.q4_0.rowBytes(columns: 48) == nil)
+    }
+
     @Test func q8_0RejectsPartialBlocks() {
         #expect(throws: LowPrecisionError.self) { try LowPrecision.q8_0Blocks([Float](repeating: 1, count: 33)) }
         #expect(throws: LowPrecisionError.self) { try LowPrecision.floats(q8_0Blocks: [UInt8](repeating: 0, count: 35)) }
@@ -89,7 +107,7 @@ private func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
     @Test(arguments: WeightFormat.allCases)
     func everyPathMatchesANaiveLoopOnOddShapes(format: WeightFormat) throws {
         let shapes = [(1, 32), (5, 64), (37, 96), (9, 800), (4, 1024)]
-            + (format == .q8_0 ? [] : [(3, 1), (7, 17), (13, 100)])
+            + (format.isBlockQuantized ? [] : [(3, 1), (7, 17), (13, 100)])
         for (rows, columns) in shapes {
             let weights = randomFloats(rows * columns, seed: UInt64(rows * 7919 + columns))
             let matrix = try QuantizedMatrix(converting: weights, rows: rows, columns: columns, to: format)
@@ -113,8 +131,8 @@ private func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
 
     /// Error against the original float32 weights, from the weights' rounding alone (max abs error
     /// over max abs value). Measured on these inputs: f32 7.0e-8, f16 2.0e-5, bf16 1.5e-4,
-    /// q8_0 3.4e-4; the bounds leave a 2-3x margin.
-    @Test(arguments: [(WeightFormat.float32, Float(2e-7)), (.float16, 5e-5), (.bfloat16, 4e-4), (.q8_0, 8e-4)])
+    /// q8_0 3.4e-4, q4_0 9.7e-3 (4 bits: about 28 times q8_0's); the bounds leave a 2-3x margin.
+    @Test(arguments: [(WeightFormat.float32, Float(2e-7)), (.float16, 5e-5), (.bfloat16, 4e-4), (.q8_0, 8e-4), (.q4_0, 2e-2)])
     func reducedPrecisionErrorAgainstFloat32Weights(format: WeightFormat, bound: Float) throws {
         let rows = 64, columns = 768, m = 4
         let weights = randomFloats(rows * columns, seed: 42).map { $0 * 0.05 }
@@ -223,7 +241,8 @@ private func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
 
     @Test func ggmlTagsRoundTrip() {
         for format in WeightFormat.allCases { #expect(WeightFormat(ggmlType: format.ggmlType) == format) }
-        #expect(WeightFormat(ggmlType: 2) == nil)
+        #expect(WeightFormat(ggmlType: 3) == nil)   // Q4_1
+        #expect(WeightFormat(ggmlType: 2) == .q4_0)
         #expect(WeightFormat.q8_0.rowBytes(columns: 64) == 68)
         #expect(WeightFormat.q8_0.rowBytes(columns: 65) == nil)
     }

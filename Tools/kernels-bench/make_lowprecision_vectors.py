@@ -7,6 +7,9 @@ Writes Tests/Data/kernels/*.npy (committed; CI does not run this):
   bf16_bits.npy         uint8 [N*2]           gguf.quants.quantize(..., BF16)
   q8_0_blocks.npy       uint8 [N/32*34]       gguf.quants.quantize(..., Q8_0)
   q8_0_dequant.npy      float32 [N]           gguf.quants.dequantize of those blocks
+  q4_0_input.npy        float32 [M]           the Q8_0 input plus blocks aimed at Q4_0's rounding
+  q4_0_blocks.npy       uint8 [M/32*18]       gguf.quants.quantize(..., Q4_0)
+  q4_0_dequant.npy      float32 [M]           gguf.quants.dequantize of those blocks
 Usage: python3 Tools/kernels-bench/make_lowprecision_vectors.py
 """
 import os
@@ -56,4 +59,20 @@ np.save(os.path.join(out, "q8_0_input.npy"), values)
 np.save(os.path.join(out, "q8_0_blocks.npy"), q.reshape(-1))
 np.save(os.path.join(out, "q8_0_dequant.npy"),
         quants.dequantize(q, GGMLQuantizationType.Q8_0).astype(np.float32).reshape(-1))
+# Q4_0: the same finite blocks, plus blocks where x / d + 8.5 lands on integers (trunc edges),
+# the extreme value positive and negative, two extremes of equal magnitude and opposite sign
+# (the first one sets d), and an extreme whose opposite maps to q = 16 (clamped to 15).
+q4_extra = [
+    np.array([-8.0] + [k / 2.0 for k in range(-16, 15)], dtype=np.float64),
+    np.array([8.0] + [k / 2.0 for k in range(-15, 16)], dtype=np.float64),
+    np.array([3.0, -3.0] + list(rng.uniform(-3, 3, 30)), dtype=np.float64),
+    np.array([-3.0, 3.0] + list(rng.uniform(-3, 3, 30)), dtype=np.float64),
+    np.array([0.1 * k - 1.55 for k in range(32)], dtype=np.float64),
+]
+q4_values = np.concatenate([values, np.stack(q4_extra).astype(np.float32).reshape(-1)])
+q4 = quants.quantize(q4_values, GGMLQuantizationType.Q4_0)
+np.save(os.path.join(out, "q4_0_input.npy"), q4_values)
+np.save(os.path.join(out, "q4_0_blocks.npy"), q4.reshape(-1))
+np.save(os.path.join(out, "q4_0_dequant.npy"),
+        quants.dequantize(q4, GGMLQuantizationType.Q4_0).astype(np.float32).reshape(-1))
 print(f"{conv_values.size} conversion values, {values.size // 32} Q8_0 blocks -> {os.path.normpath(out)}")

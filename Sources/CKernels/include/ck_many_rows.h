@@ -88,14 +88,37 @@ int ck_q8_packed_panels(int isa, const void *packed, size_t rows, size_t cols, c
                         const float *scale, const int32_t *offset, size_t m, const float *bias, float *y,
                         size_t ldy, int accumulate, size_t panel_begin, size_t panel_end);
 
+// ---- Q4_0 weights in 4-bit panels (gemm_q4.c) ------------------------------------------------
+//
+// The same products with W in GGUF Q4_0 (per block: scale dw, 4-bit q, weight q - 8), packed into
+// panels of CK_Q8_PANEL rows whose records hold two rows' q per byte (0.5625 bytes per weight, as
+// the file): Σ (q - 8) · qx is exact in int32, the float operations are the Q8_0 panels'.
+// x is quantised by ck_q8_quantize_rows (its offset 128 · Σ qx is 16 times the 8 · Σ qx needed).
+
+/// Bytes of one Q4_0 panel's record for one block of 32 values (32 rows x 32 nibbles + 32 float16 scales).
+#define CK_Q4_PANEL_BLOCK_BYTES 576
+
+size_t ck_q4_panel_bytes(size_t cols);
+/// Bytes of a packed Q4_0 [rows, cols] matrix (whole panels), or 0 when cols is not a multiple of 32.
+size_t ck_q4_packed_bytes(size_t rows, size_t cols);
+/// Packs panels [panel_begin, panel_end) of W ([rows, cols] Q4_0 rows), as ck_q8_pack_panels.
+int ck_q4_pack_panels(const void *w, size_t rows, size_t cols, void *packed, size_t panel_begin, size_t panel_end);
+/// Rows [row_begin, row_end) of a packed Q4_0 matrix as float32 (d · (q - 8), exactly as ck_q4_0_to_f32).
+void ck_q4_packed_expand_rows(const void *packed, size_t cols, size_t row_begin, size_t row_end, float *dst);
+/// ck_q8_packed_panels for W packed by ck_q4_pack_panels.
+int ck_q4_packed_panels(int isa, const void *packed, size_t rows, size_t cols, const int8_t *xq,
+                        const float *scale, const int32_t *offset, size_t m, const float *bias, float *y,
+                        size_t ldy, int accumulate, size_t panel_begin, size_t panel_end);
+
 /// One product y[i, r] (+)= Σ_k x[i, k] · W[r, k] (+ bias[r]) of a ck_q8_packed_many job.
 typedef struct {
-    const void *packed;  ///< W packed by ck_q8_pack_panels
+    const void *packed;  ///< W packed by ck_q8_pack_panels or ck_q4_pack_panels (see format)
     size_t rows;
     const float *bias;   ///< rows floats, or NULL
     float *y;            ///< m rows, ldy floats apart
     size_t ldy;
     int accumulate;      ///< != 0: add to y
+    int format;          ///< CK_FORMAT_Q8_0 or CK_FORMAT_Q4_0: how `packed` is laid out
 } ck_q8_packed_product;
 
 /// Runs every product against the same x (m rows of `cols` floats, ldx apart, quantised once) as

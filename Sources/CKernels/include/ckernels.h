@@ -18,6 +18,7 @@ extern "C" {
 enum {
     CK_FORMAT_F32 = 0,   ///< IEEE float32
     CK_FORMAT_F16 = 1,   ///< IEEE binary16
+    CK_FORMAT_Q4_0 = 2,  ///< GGUF Q4_0: blocks of 32 = float16 scale d + 16 bytes of 4-bit q; value = d * (q - 8)
     CK_FORMAT_Q8_0 = 8,  ///< GGUF Q8_0: blocks of 32 = float16 scale d + 32 int8 q; value = d * q
     CK_FORMAT_BF16 = 30, ///< bfloat16 (upper half of a float32)
 };
@@ -25,6 +26,9 @@ enum {
 /// Bytes in one Q8_0 block (2-byte scale + 32 int8).
 #define CK_Q8_0_BLOCK_BYTES 34
 #define CK_Q8_0_BLOCK_VALUES 32
+/// Bytes in one Q4_0 block (2-byte scale + 16 bytes: value j in the low nibble of byte j, value
+/// j + 16 in its high nibble).
+#define CK_Q4_0_BLOCK_BYTES 18
 
 /// Instruction-set paths, slowest first. ck_isa_best() is what the process uses by default.
 enum {
@@ -43,7 +47,7 @@ int ck_isa_best(void);
 int ck_cpu_has_avx512bf16(void);
 int ck_cpu_has_avx512vnni(void);
 
-/// Bytes of one row of `cols` values in `format`, or 0 for an unknown format or a Q8_0 row
+/// Bytes of one row of `cols` values in `format`, or 0 for an unknown format or a Q8_0/Q4_0 row
 /// whose `cols` is not a multiple of 32.
 size_t ck_row_bytes(int format, size_t cols);
 
@@ -58,7 +62,7 @@ enum {
 /// x[i] = act(x[i]) · multiplier[i] (multiplier may be NULL: 1). Within a few ulp of the formula.
 void ck_activate(int kind, float *x, const float *multiplier, size_t n);
 
-// ---- Conversions (element counts; Q8_0 counts must be multiples of 32) ----------------------
+// ---- Conversions (element counts; Q8_0 and Q4_0 counts must be multiples of 32) ----------------------
 
 /// float32 -> float16, round to nearest even; overflow -> inf; NaN stays NaN (quiet).
 void ck_f32_to_f16(const float *src, uint16_t *dst, size_t n);
@@ -70,6 +74,10 @@ void ck_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
 /// quantize_row_q8_0_ref and gguf-py's Q8_0.quantize_blocks for finite input.
 void ck_f32_to_q8_0(const float *src, void *dst, size_t n);
 void ck_q8_0_to_f32(const void *src, float *dst, size_t n);
+/// float32 -> Q4_0 blocks (n/32 blocks of 18 bytes), bit-exact with ggml's
+/// quantize_row_q4_0_ref and gguf-py's Q4_0.quantize_blocks for finite input.
+void ck_f32_to_q4_0(const float *src, void *dst, size_t n);
+void ck_q4_0_to_f32(const void *src, float *dst, size_t n);
 
 /// Expands rows [row_begin, row_end) of a [rows, cols] matrix in `format` to float32, densely
 /// into dst[(row_end - row_begin) * cols]. Returns 0, or -1 for an unknown format / bad cols.
