@@ -69,9 +69,13 @@ private func expectedTensors(_ m: GGUFMetadata) throws -> [String: [Int]] {
 /// The type rule of OutputType's documentation, restated independently.
 private func expectedType(_ name: String, _ shape: [Int], _ type: OutputType) -> DType {
     if shape.count == 1 || name == TensorName.positionEmbedding { return .float32 }
-    let float: DType = type == .q8_0 ? .float16 : type.matrixType
+    let quantized = type == .q8_0 || type == .q4_0
+    let float: DType = quantized ? .float16 : type.matrixType
     if name == TensorName.patchEmbedding || name.hasSuffix("ffn_gate_inp.weight") { return float }
-    if type == .q8_0 { return shape.last! % 32 == 0 ? .q8_0 : .float16 }
+    // Under q4_0 only the decoder blocks' linear layers are 4-bit; embedding, head, vision and
+    // projector are Q8_0.
+    let decoderLinear = name.hasPrefix("blk.") && (name.contains(".attn_") || name.contains(".ffn_"))
+    if quantized { return shape.last! % 32 != 0 ? .float16 : type == .q4_0 && decoderLinear ? .q4_0 : .q8_0 }
     return type.matrixType
 }
 
@@ -155,6 +159,21 @@ private func expectedType(_ name: String, _ shape: [Int], _ type: OutputType) ->
                 if planned.sources.allSatisfy({ $0.dtype == tensor.dtype }) {
                     #expect(tensor.bytes.array == planned.sources.flatMap(\.bytes.array), "\(tensor.name)")
                 }
+            case .q4_0:
+                // Bit-exact with our quantiser (itself checked against gguf-py), and per block of 32
+                // within a step of the scale: |x - x'| <= |d| + max|x| * 2^-11 (q is truncated after
+                // adding 8.5, so rounding to nearest; the clamp at 15 costs up to one step).
+                var encoded = [UInt8](repeating: 0, count: source.count / 32 * 18)
+                source.withUnsafeBufferPointer { s in encoded.withUnsafeMutableBytes { _ = Quantization.encode(s.baseAddress!, count: s.count, as: .q4_0, into: $0.baseAddress!) } }
+                #expect(tensor.bytes.array == encoded, "\(tensor.name)")
+                var worst: Float = 0
+                for b in 0..<(source.count / 32) {
+                    let block = source[(b * 32)..<(b * 32 + 32)]
+                    let amax = block.map(abs).max() ?? 0
+                    let bound = amax / 8 + amax * 0x1p-11 + amax * 1e-6
+                    for i in block.indices { worst = max(worst, abs(source[i] - back[i]) - bound) }
+                }
+                #expect(worst <= 0, "\(tensor.name)")
             case .q8_0:
                 // Per block of 32: |x - x'| <= d/2 + max|x| * 2^-11 (d = max|x|/127 before its float16 rounding).
                 var worst: Float = 0
@@ -242,6 +261,14 @@ private func expectedType(_ name: String, _ shape: [Int], _ type: OutputType) ->
         let gate = try #require(try GGUFFile(path: q8).tensor(named: TensorName.ffnGateExperts(1)))
         #expect(gate.dtype == .q8_0 && gate.bytes.count == 4 * ff * 64 / 32 * 34)
         #expect(try #require(try GGUFFile(path: q8).tensor(named: TensorName.ffnRouter(1))).dtype == .float16)
+        // Q4_0: experts in 4 bits, 18 bytes per block, still one contiguous matrix per expert.
+        let q4 = try outputPath("moe-q4")
+        _ = try Converter.convert(checkpoint: path, vision: set.vision, tokenizer: set.tokenizer, type: .q4_0, output: q4)
+        let q4File = try GGUFFile(path: q4)
+        let down = try #require(q4File.tensor(named: TensorName.ffnDownExperts(1)))
+        #expect(down.dtype == .q4_0 && down.bytes.count == 4 * 64 * ff / 32 * 18)
+        #expect(try #require(q4File.tensor(named: TensorName.ffnRouter(1))).dtype == .float16)
+        #expect(q4File.metadata.integer(ModelKey.fileType) == 2)
     }
 }
 
@@ -323,10 +350,11 @@ private func expectedType(_ name: String, _ shape: [Int], _ type: OutputType) ->
     }
 
     @Test func anUnknownTypeIsRefusedWithTheChoices() throws {
-        #expect { try OutputType(parsing: "q4_0") } throws: { error in
-            (error as? FormatError)?.message == "unknown --type q4_0: choose one of f32, f16, bf16, q8_0"
+        #expect { try OutputType(parsing: "q4_1") } throws: { error in
+            (error as? FormatError)?.message == "unknown --type q4_1: choose one of f32, f16, bf16, q8_0, q4_0"
         }
         #expect(try OutputType(parsing: "Q8_0") == .q8_0)
+        #expect(try OutputType(parsing: "Q4_0") == .q4_0)
     }
 }
 

@@ -21,16 +21,16 @@ private func pythonView(_ path: String, q8Reference: String? = nil) throws -> [S
     return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
 }
 
-private let ggmlTypeNames: [DType: String] = [.float32: "F32", .float16: "F16", .bfloat16: "BF16", .q8_0: "Q8_0"]
+private let ggmlTypeNames: [DType: String] = [.float32: "F32", .float16: "F16", .bfloat16: "BF16", .q8_0: "Q8_0", .q4_0: "Q4_0"]
 
 @Suite struct ReadByGGUFPy {
-    @Test(arguments: [(FixtureSet.gen2Pth, OutputType.f16), (.gen3Safetensors, .bf16), (.gen3Pth, .q8_0), (.gen2Bin, .q8_0)])
+    @Test(arguments: [(FixtureSet.gen2Pth, OutputType.f16), (.gen3Safetensors, .bf16), (.gen3Pth, .q8_0), (.gen2Bin, .q8_0), (.gen2Pth, .q4_0)])
     func theReferenceReaderSeesOurTensorsAndKeys(_ set: FixtureSet, _ type: OutputType) throws {
         let folder = try Fixtures.temporaryDirectory("gguf-py")
         let output = folder.appendingPathComponent("model.gguf").path
         _ = try Converter.convert(checkpoint: set.checkpoint, vision: set.vision, tokenizer: set.tokenizer, type: type, output: output)
         var reference: String?
-        if type == .q8_0 {
+        if type == .q8_0 || type == .q4_0 {
             reference = folder.appendingPathComponent("model-f32.gguf").path
             _ = try Converter.convert(checkpoint: set.checkpoint, vision: set.vision, tokenizer: set.tokenizer, type: .f32, output: reference!)
         }
@@ -59,12 +59,15 @@ private let ggmlTypeNames: [DType: String] = [.float32: "F32", .float16: "F16", 
         #expect((metadata[ModelKey.imageMean]?["value"] as? [Double])?.map(Float.init) == ours.metadata.floats(ModelKey.imageMean))
         #expect(metadata[ModelKey.chatTemplate]?["type"] as? [String] == ["STRING"])
 
-        if type == .q8_0 {
-            let exact = try #require(view["q8_0_bit_exact"] as? [String: Any])
-            let q8Count = ours.tensors.filter { $0.dtype == .q8_0 }.count
-            #expect(q8Count > 0)
-            #expect(exact["matched"] as? Int == q8Count)
-            #expect((exact["mismatched"] as? [String])?.isEmpty == true, "\(exact)")
+        if type == .q8_0 || type == .q4_0 {
+            // Under q4_0 the embedding and vision matrices are Q8_0: both types are checked.
+            for (dtype, key) in [(DType.q8_0, "q8_0_bit_exact"), (.q4_0, "q4_0_bit_exact")] {
+                let exact = try #require(view[key] as? [String: Any])
+                let count = ours.tensors.filter { $0.dtype == dtype }.count
+                #expect(count > 0 || (type == .q8_0 && dtype == .q4_0))
+                #expect(exact["matched"] as? Int == count)
+                #expect((exact["mismatched"] as? [String])?.isEmpty == true, "\(exact)")
+            }
         }
     }
 }

@@ -9,26 +9,29 @@ import TestSupport
 /// the small-row kernels, and its logits agree with upstream's.
 @Suite("Decode path")
 struct DecodePathTests {
-    static let formats: [OutputType: WeightFormat] = [.f32: .float32, .f16: .float16, .bf16: .bfloat16, .q8_0: .q8_0]
+    static let formats: [OutputType: WeightFormat] = [.f32: .float32, .f16: .float16, .bf16: .bfloat16, .q8_0: .q8_0, .q4_0: .q4_0]
 
-    @Test(arguments: [(ModelFixtures.Variant.gen2, OutputType.f32), (.gen3, .f32), (.gen2, .q8_0), (.gen3, .q8_0), (.gen3, .f16), (.gen2, .bf16)])
+    @Test(arguments: [(ModelFixtures.Variant.gen2, OutputType.f32), (.gen3, .f32), (.gen2, .q8_0), (.gen3, .q8_0), (.gen3, .f16), (.gen2, .bf16),
+                      (.gen2, .q4_0), (.gen3, .q4_0)])
     func decodeStepReadsTheStoredFormat(variant: ModelFixtures.Variant, type: OutputType) throws {
         let model = try ModelFixtures.model(variant, type: type)
         let expected = try #require(Self.formats[type])
         let formats = model.decoder.decodeWeightFormats
         #expect(model.decoder.decodeProductsWithoutKernel == 0)
-        // 7 matrices per layer plus the head.
-        #expect(formats == [expected: 7 * model.config.layerCount + 1], "decode reads \(formats)")
-        // Q8_0 matrices are packed into int8 panels at load where the CPU has int8 dot products:
-        // still the file's int8 values and float16 scales (`PanelMatrixTests`), reordered.
-        let packed = type == .q8_0 && Int8PanelMatrix.isFast ? 7 * model.config.layerCount + 1 : 0
+        // 7 matrices per layer plus the head (Q8_0 in a q4_0 file).
+        let layers = 7 * model.config.layerCount
+        #expect(formats == (type == .q4_0 ? [.q4_0: layers, .q8_0: 1] : [expected: layers + 1]), "decode reads \(formats)")
+        // Q8_0 and Q4_0 matrices are packed into panels at load where the CPU has int8 dot products:
+        // still the file's values and float16 scales (`PanelMatrixTests`, `Q4PanelMatrixTests`), reordered.
+        let packed = (type == .q8_0 || type == .q4_0) && Int8PanelMatrix.isFast ? layers + 1 : 0
         #expect(model.decoder.decodePackedMatrices == packed)
     }
 
     /// The prompt but its last token through prefill, then the last token as a decode step (one
     /// row: the decode products and attention kernel): the logits must match upstream's at the
     /// last position as closely as a whole-prompt forward pass does for the same file type.
-    @Test(arguments: [(ModelFixtures.Variant.gen2, OutputType.f32), (.gen3, .f32), (.gen2, .q8_0), (.gen3, .q8_0), (.gen3, .f16)])
+    @Test(arguments: [(ModelFixtures.Variant.gen2, OutputType.f32), (.gen3, .f32), (.gen2, .q8_0), (.gen3, .q8_0), (.gen3, .f16),
+                      (.gen2, .q4_0), (.gen3, .q4_0)])
     func lastTokenAsDecodeStepMatchesUpstreamLogits(variant: ModelFixtures.Variant, type: OutputType) throws {
         let model = try ModelFixtures.model(variant, type: type)
         // f32 as the fixture tests require; f16 is lossless for these float16 checkpoints.
@@ -50,7 +53,7 @@ struct DecodePathTests {
 
     /// Sixteen sequences stepping together (16-row products: int8 panels for Q8_0 files on VNNI
     /// CPUs, the float kernel otherwise) give each sequence upstream's logits, within the type's bound.
-    @Test(arguments: [(ModelFixtures.Variant.gen2, OutputType.f32), (.gen3, .q8_0), (.gen2, .q8_0)])
+    @Test(arguments: [(ModelFixtures.Variant.gen2, OutputType.f32), (.gen3, .q8_0), (.gen2, .q8_0), (.gen3, .q4_0)])
     func sixteenSequencesStepTogether(variant: ModelFixtures.Variant, type: OutputType) throws {
         let model = try ModelFixtures.model(variant, type: type)
         let bound: Float = type == .f32 ? 1e-3 : try #require(LowPrecisionTests.bounds[type]).logits
@@ -72,7 +75,7 @@ struct DecodePathTests {
 
     /// Q8_0 and BF16 files keep keys and values in float16 unless told otherwise; F32 and F16
     /// files, which reproduce upstream's numbers, in float32.
-    @Test(arguments: [(OutputType.f32, KVCache.Precision.float32), (.f16, .float32), (.bf16, .float16), (.q8_0, .float16)])
+    @Test(arguments: [(OutputType.f32, KVCache.Precision.float32), (.f16, .float32), (.bf16, .float16), (.q8_0, .float16), (.q4_0, .float16)])
     func cachePrecisionFollowsTheFile(type: OutputType, expected: KVCache.Precision) throws {
         let model = try ModelFixtures.model(.gen3, type: type)
         #expect(model.decoder.defaultCachePrecision == expected)

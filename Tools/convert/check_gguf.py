@@ -5,9 +5,9 @@
 
 Prints one JSON object: metadata (key -> {"type", "value"} with scalars and short arrays in
 full, long arrays as their length), tensors (name, ggml type name, shape in PyTorch order,
-byte count). With --q8-reference, every Q8_0 tensor of MODEL is compared byte for byte with
-gguf-py's own quantisation of the same-named F32 tensor of the reference file; the count of
-matching tensors and the names of mismatching ones are reported.
+byte count). With --q8-reference, every Q8_0 and Q4_0 tensor of MODEL is compared byte for byte
+with gguf-py's own quantisation of the same-named F32 tensor of the reference file; the count of
+matching tensors and the names of mismatching ones are reported per type.
 """
 import argparse
 import json
@@ -59,22 +59,24 @@ def main():
 
     if args.q8_reference:
         reference = {t.name: t for t in gguf.GGUFReader(args.q8_reference).tensors}
-        matched, mismatched = 0, []
-        for t in reader.tensors:
-            if t.tensor_type != gguf.GGMLQuantizationType.Q8_0:
-                continue
-            ref = reference.get(t.name)
-            if ref is None or ref.tensor_type != gguf.GGMLQuantizationType.F32:
-                mismatched.append(t.name + " (no F32 reference)")
-                continue
-            values = np.asarray(ref.data, dtype=np.float32).reshape(-1, 32)
-            expected = gguf.quants.quantize(values, gguf.GGMLQuantizationType.Q8_0).tobytes()
-            ours = np.asarray(t.data).tobytes()
-            if expected == ours:
-                matched += 1
-            else:
-                mismatched.append(t.name)
-        out["q8_0_bit_exact"] = {"matched": matched, "mismatched": mismatched}
+        for qtype, key in ((gguf.GGMLQuantizationType.Q8_0, "q8_0_bit_exact"),
+                           (gguf.GGMLQuantizationType.Q4_0, "q4_0_bit_exact")):
+            matched, mismatched = 0, []
+            for t in reader.tensors:
+                if t.tensor_type != qtype:
+                    continue
+                ref = reference.get(t.name)
+                if ref is None or ref.tensor_type != gguf.GGMLQuantizationType.F32:
+                    mismatched.append(t.name + " (no F32 reference)")
+                    continue
+                values = np.asarray(ref.data, dtype=np.float32).reshape(-1, 32)
+                expected = gguf.quants.quantize(values, qtype).tobytes()
+                ours = np.asarray(t.data).tobytes()
+                if expected == ours:
+                    matched += 1
+                else:
+                    mismatched.append(t.name)
+            out[key] = {"matched": matched, "mismatched": mismatched}
 
     json.dump(out, sys.stdout)
 

@@ -229,32 +229,36 @@ if arguments.contains("--decode") {
                     fflush(nil)
                 }
             }
-            // Q8_0 packed into int8 panels, grouped as the decode step runs them: Q/K/V one job,
-            // O, gate/up one job, down, then the head.
-            let q8 = try shapes.enumerated().map { i, shape in
-                try Int8PanelMatrix(packing: QuantizedMatrix(converting: f32[i], rows: shape.0, columns: shape.1, to: .q8_0))
-            }
+            // Q8_0 (and Q4_0) packed into panels, grouped as the decode step runs them: Q/K/V one
+            // job, O, gate/up one job, down, then the head. The q4_0 row is a `--type q4_0` file:
+            // the layers' matrices in Q4_0, the head in Q8_0.
             var groups: [[Int]] = []
             for l in 0..<model.layers { let b = l * 7; groups += [[b, b + 1, b + 2], [b + 3], [b + 4, b + 5], [b + 6]] }
             groups.append([shapes.count - 1])
             let outputs = shapes.map { [Float](repeating: 0, count: m * $0.0) }
-            let bytes = Double(q8.reduce(0) { $0 + $1.byteCount })
-            for threads in threadCounts {
-                let pool = ComputePool(threads: threads)
-                let t = x.withUnsafeBufferPointer { xp in
-                    measure(budget: 1.0) { _ in
-                        for group in groups {
-                            let products = group.map { i in
-                                DecodeKernels.PanelProduct(matrix: q8[i], output: UnsafeMutablePointer(mutating: outputs[i].withUnsafeBufferPointer { $0.baseAddress! }))
+            for layerFormat in [WeightFormat.q8_0, .q4_0] {
+                let panels = try shapes.enumerated().map { i, shape in
+                    try Int8PanelMatrix(packing: QuantizedMatrix(converting: f32[i], rows: shape.0, columns: shape.1,
+                                                                 to: i == shapes.count - 1 ? .q8_0 : layerFormat))
+                }
+                let bytes = Double(panels.reduce(0) { $0 + $1.byteCount })
+                for threads in threadCounts {
+                    let pool = ComputePool(threads: threads)
+                    let t = x.withUnsafeBufferPointer { xp in
+                        measure(budget: 1.0) { _ in
+                            for group in groups {
+                                let products = group.map { i in
+                                    DecodeKernels.PanelProduct(matrix: panels[i], output: UnsafeMutablePointer(mutating: outputs[i].withUnsafeBufferPointer { $0.baseAddress! }))
+                                }
+                                DecodeKernels.multiply(xp.baseAddress!, rows: m, columns: shapes[group[0]].1, by: products, pool: pool)
                             }
-                            DecodeKernels.multiply(xp.baseAddress!, rows: m, columns: shapes[group[0]].1, by: products, pool: pool)
                         }
                     }
+                    print(String(format: "| %@ | %d | %@ panels | %d | %.2f | %.2f | %.0f | %.1fx (%.1f) | %.1f |", model.name, m,
+                                 layerFormat.description, threads, t.median * 1e3, t.best * 1e3, tokens / t.best,
+                                 tokens / t.best / model.pytorch[m, default: .nan], model.pytorch[m, default: .nan], bytes / t.best / 1e9))
+                    fflush(nil)
                 }
-                print(String(format: "| %@ | %d | q8_0 panels | %d | %.2f | %.2f | %.0f | %.1fx (%.1f) | %.1f |", model.name, m,
-                             threads, t.median * 1e3, t.best * 1e3, tokens / t.best,
-                             tokens / t.best / model.pytorch[m, default: .nan], model.pytorch[m, default: .nan], bytes / t.best / 1e9))
-                fflush(nil)
             }
         }
     }
