@@ -174,12 +174,16 @@ tile_vnni(const int M, const int8_t *xq, size_t ldq, const float *scale, const i
     store_rows(M, f, bias, y, ldy, accumulate, m0, m1);
 }
 
-// Seven or eight rows in one pass over the panel, each block by its two halves of 16 output rows
-// (low nibbles, then high): see tile_vnni_halves in gemm_q8.c. Same float operations per output.
+// Seven or eight rows (a decode step of 8 sequences) in one pass over the panel, both halves of
+// each step at once: the 8 x 2 int32 accumulators stay in registers, the float accumulators
+// (touched once per block) may be kept in L1. Unlike the Q8_0 kernel's tile by half panels, each
+// step's 64 bytes are unpacked and each x value broadcast once (measured the same or slightly
+// faster at m = 8 on a loaded machine: 6.4-7.5 against 7.1-8.5 ms for MiniMind2-V's step).
+// Same float operations per output as tile_vnni.
 CK_T_VNNI static inline __attribute__((always_inline)) void
-tile_vnni_halves(const int M, const int8_t *xq, size_t ldq, const float *scale, const int32_t *offset,
-                 const uint8_t *panel, size_t nb, const float *bias, float *y, size_t ldy, int accumulate,
-                 __mmask16 m0, __mmask16 m1, const uint8_t *prefetch_end) {
+tile_vnni_wide(const int M, const int8_t *xq, size_t ldq, const float *scale, const int32_t *offset,
+               const uint8_t *panel, size_t nb, const float *bias, float *y, size_t ldy, int accumulate,
+               __mmask16 m0, __mmask16 m1, const uint8_t *prefetch_end) {
     const __m512i nibble = _mm512_set1_epi8(0x0F);
     __m512 f[8][2];
     for (int i = 0; i < M; i++) f[i][0] = f[i][1] = _mm512_setzero_ps();
@@ -188,22 +192,26 @@ tile_vnni_halves(const int M, const int8_t *xq, size_t ldq, const float *scale, 
         const int8_t *xb = xq + b * CK_Q8_0_BLOCK_VALUES;
         if (rec + PF_DIST < prefetch_end)
             for (int l = 0; l < RECORD_BYTES / 64; l++) _mm_prefetch((const char *)rec + PF_DIST + 64 * l, _MM_HINT_T0);
-        for (int h = 0; h < 2; h++) {
-            __m512i a[8];
-            for (int i = 0; i < M; i++) a[i] = _mm512_set1_epi32(-(offset[i * nb + b] / 16));
-            for (int s = 0; s < 8; s++) {
-                __m512i v = _mm512_load_si512((const void *)(rec + s * STEP_BYTES));
-                __m512i w = _mm512_and_si512(h ? _mm512_srli_epi16(v, 4) : v, nibble);
-                for (int i = 0; i < M; i++) {
-                    int32_t four;
-                    memcpy(&four, xb + i * ldq + 4 * s, 4);
-                    a[i] = _mm512_dpbusd_epi32(a[i], w, _mm512_set1_epi32(four));
-                }
+        __m512i a[8][2];
+        for (int i = 0; i < M; i++) a[i][0] = a[i][1] = _mm512_set1_epi32(-(offset[i * nb + b] / 16));
+        for (int s = 0; s < 8; s++) {
+            __m512i v = _mm512_load_si512((const void *)(rec + s * STEP_BYTES));
+            __m512i w0 = _mm512_and_si512(v, nibble);
+            __m512i w1 = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+            for (int i = 0; i < M; i++) {
+                int32_t four;
+                memcpy(&four, xb + i * ldq + 4 * s, 4);
+                __m512i xv = _mm512_set1_epi32(four);
+                a[i][0] = _mm512_dpbusd_epi32(a[i][0], w0, xv);
+                a[i][1] = _mm512_dpbusd_epi32(a[i][1], w1, xv);
             }
-            __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(rec + QW_BYTES + 32 * h)));
-            for (int i = 0; i < M; i++)
-                f[i][h] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[i]), d), _mm512_set1_ps(scale[i * nb + b]),
-                                          f[i][h]);
+        }
+        __m512 d0 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(rec + QW_BYTES)));
+        __m512 d1 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(rec + QW_BYTES + 32)));
+        for (int i = 0; i < M; i++) {
+            __m512 s = _mm512_set1_ps(scale[i * nb + b]);
+            f[i][0] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[i][0]), d0), s, f[i][0]);
+            f[i][1] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[i][1]), d1), s, f[i][1]);
         }
     }
     store_rows(M, f, bias, y, ldy, accumulate, m0, m1);
@@ -220,11 +228,11 @@ CK_T_VNNI static void panel_vnni(const int8_t *xq, size_t cols, const float *sca
         const uint8_t *pf = start == 0 ? prefetch_end : panel;
         size_t mg = m - start >= 8 ? 8 : 7;
         if (mg == 8)
-            tile_vnni_halves(8, xq + start * cols, cols, scale + start * nb, offset + start * nb, panel, nb, bias,
-                             y + start * ldy, ldy, accumulate, m0, m1, pf);
+            tile_vnni_wide(8, xq + start * cols, cols, scale + start * nb, offset + start * nb, panel, nb, bias,
+                           y + start * ldy, ldy, accumulate, m0, m1, pf);
         else
-            tile_vnni_halves(7, xq + start * cols, cols, scale + start * nb, offset + start * nb, panel, nb, bias,
-                             y + start * ldy, ldy, accumulate, m0, m1, pf);
+            tile_vnni_wide(7, xq + start * cols, cols, scale + start * nb, offset + start * nb, panel, nb, bias,
+                           y + start * ldy, ldy, accumulate, m0, m1, pf);
         start += mg;
     }
     for (size_t i0 = start; i0 < m; i0 += QMR) {
