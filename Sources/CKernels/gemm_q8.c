@@ -185,6 +185,25 @@ static void panel_portable(const int8_t *xq, size_t cols, const float *scale, si
 // ahead 2.65 -> 2.2 ms at 1 row, 4.06 -> 2.84 ms at 8 rows; 2 and 8 records ahead are slower.
 #define PF_DIST (4 * RECORD_BYTES)
 
+// y[i, 0..32) (+)= f[i] + bias for the tile's M rows, the columns past the matrix masked off.
+CK_T_VNNI static inline __attribute__((always_inline)) void
+store_tile(const int M, __m512 f[][2], const float *bias, float *y, size_t ldy, int accumulate, __mmask16 m0,
+           __mmask16 m1) {
+    __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+    __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+    for (int i = 0; i < M; i++) {
+        __m512 v0 = _mm512_add_ps(f[i][0], b0);
+        __m512 v1 = _mm512_add_ps(f[i][1], b1);
+        float *yr = y + i * ldy;
+        if (accumulate) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, yr));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, yr + 16));
+        }
+        _mm512_mask_storeu_ps(yr, m0, v0);
+        _mm512_mask_storeu_ps(yr + 16, m1, v1);
+    }
+}
+
 CK_T_VNNI static inline __attribute__((always_inline)) void
 tile_vnni(const int M, const int8_t *xq, size_t ldq, const float *scale, const int32_t *offset, const uint8_t *panel,
           size_t nb, const float *bias, float *y, size_t ldy, int accumulate, __mmask16 m0, __mmask16 m1,
@@ -220,19 +239,7 @@ tile_vnni(const int M, const int8_t *xq, size_t ldq, const float *scale, const i
             f[i][1] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[i][1]), d1), s, f[i][1]);
         }
     }
-    __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-    __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
-    for (int i = 0; i < M; i++) {
-        __m512 v0 = _mm512_add_ps(f[i][0], b0);
-        __m512 v1 = _mm512_add_ps(f[i][1], b1);
-        float *yr = y + i * ldy;
-        if (accumulate) {
-            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, yr));
-            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, yr + 16));
-        }
-        _mm512_mask_storeu_ps(yr, m0, v0);
-        _mm512_mask_storeu_ps(yr + 16, m1, v1);
-    }
+    store_tile(M, f, bias, y, ldy, accumulate, m0, m1);
 }
 
 // Eight rows (a decode step of 8 sequences) in one pass over the panel: 8 x 2 int32 and 8 x 2
@@ -268,19 +275,7 @@ tile_vnni_halves(const int M, const int8_t *xq, size_t ldq, const float *scale, 
                                           f[i][h]);
         }
     }
-    __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-    __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
-    for (int i = 0; i < M; i++) {
-        __m512 v0 = _mm512_add_ps(f[i][0], b0);
-        __m512 v1 = _mm512_add_ps(f[i][1], b1);
-        float *yr = y + i * ldy;
-        if (accumulate) {
-            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, yr));
-            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, yr + 16));
-        }
-        _mm512_mask_storeu_ps(yr, m0, v0);
-        _mm512_mask_storeu_ps(yr + 16, m1, v1);
-    }
+    store_tile(M, f, bias, y, ldy, accumulate, m0, m1);
 }
 
 CK_T_VNNI static void panel_vnni(const int8_t *xq, size_t cols, const float *scale, const int32_t *offset, size_t m,

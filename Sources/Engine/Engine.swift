@@ -29,6 +29,7 @@ public final class Engine: @unchecked Sendable {
             ? PromptPrefixes(byteLimit: prefixBytes, placeholder: model.config.imageTokenID, runLength: model.config.imageTokenCount)
             : nil
         if let threads { Kernels.setThreadCount(threads) }
+        Kernels.keepFreedActivationMemory()
     }
 
     /// Prompts held for reuse, and their bytes.

@@ -3,8 +3,9 @@ import CKernels
 /// Threads for the low-precision kernels: the calling thread plus `threads - 1` workers.
 ///
 /// Workers spin for ~0.3 ms after each job, so the ~60 small products of a decode step start
-/// without a wake-up, then sleep. Give OpenBLAS one thread (`openblas_set_num_threads(1)`) while
-/// this pool is busy, or the two sets of threads fight over the cores.
+/// without a wake-up, then sleep. OpenBLAS must stay on one thread while this pool is busy, or the
+/// two sets of threads fight over the cores: `Kernels.setThreadCount` and the pool-split
+/// `Kernels.linear` keep it so.
 /// One pool runs one job at a time; concurrent callers wait for each other.
 public final class ComputePool: @unchecked Sendable {
     /// Threads taking part in each job, the caller included.

@@ -36,31 +36,35 @@ extension QuantizedMatrix {
     private func multiplyWidened(_ x: UnsafePointer<Float>, rows m: Int, bias: UnsafePointer<Float>?,
                                  into out: UnsafeMutablePointer<Float>, accumulate: Bool, pool: ComputePool?) {
         let k = columns, n = rows
-        // Up to 8 MiB of float32 weights per OpenBLAS call: few hand-overs between our threads
-        // (widening) and OpenBLAS's (the product), the scratch still transient.
+        // Up to 8 MiB of float32 weights at a time: the scratch stays transient.
         let chunk = max(16, min(n, (1 << 21) / max(k, 1)))
         let widened = UnsafeMutablePointer<Float>.allocate(capacity: chunk * k)
         defer { widened.deallocate() }
+        if pool != nil { Kernels.useSingleThreadedBLAS() }
         var first = 0
         while first < n {
             let count = min(chunk, n - first)
-            let parts = pool.map { min($0.threads, count) } ?? 1
-            let expand = { (part: Int) in
-                let lo = first + part * count / parts, hi = first + (part + 1) * count / parts
-                self.expandRows(lo..<hi, into: widened + (lo - first) * k)
-            }
-            if let pool, parts > 1 { pool.parallelFor(parts, expand) } else { expand(0) }
-            let target = out + first
-            var beta: Float = accumulate ? 1 : 0
-            if let bias {
-                for r in 0..<m {
-                    let row = target + r * n
-                    for j in 0..<count { row[j] = (accumulate ? row[j] : 0) + bias[first + j] }
+            // Each thread widens its own share of the rows and multiplies it: no hand-over between
+            // widening and product, OpenBLAS single-threaded inside.
+            let parts = pool.map { min($0.threads, max(1, count / 16)) } ?? 1
+            let share = { (part: Int) in
+                let lo = part == 0 ? 0 : (count * part / parts) / 16 * 16
+                let hi = part == parts - 1 ? count : (count * (part + 1) / parts) / 16 * 16
+                guard hi > lo else { return }
+                self.expandRows((first + lo)..<(first + hi), into: widened + lo * k)
+                let target = out + first + lo
+                var beta: Float = accumulate ? 1 : 0
+                if let bias {
+                    for r in 0..<m {
+                        let row = target + r * n
+                        for j in 0..<(hi - lo) { row[j] = (accumulate ? row[j] : 0) + bias[first + lo + j] }
+                    }
+                    beta = 1
                 }
-                beta = 1
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(hi - lo), Int32(k),
+                            1, x, Int32(k), widened + lo * k, Int32(k), beta, target, Int32(n))
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(count), Int32(k),
-                        1, x, Int32(k), widened, Int32(k), beta, target, Int32(n))
+            if let pool, parts > 1 { pool.parallelFor(parts, share) } else { share(0) }
             first += count
         }
     }

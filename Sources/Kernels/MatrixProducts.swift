@@ -6,16 +6,42 @@ extension Kernels {
     /// Weights are `[out, in]` row-major as PyTorch stores them, so this is an NT product; one row
     /// goes through `sgemv`, which is several times faster than an `sgemm` with m = 1.
     /// With `accumulate` the product is added to `out` (a residual connection for free).
+    /// With a `pool`, a product of several rows is split by output columns over its threads, each
+    /// calling single-threaded OpenBLAS on its share (x packed once per thread, each weight row read
+    /// by one thread only).
     public static func linear(
         _ x: UnsafePointer<Float>, rows m: Int, inFeatures k: Int,
         weight w: UnsafePointer<Float>, outFeatures n: Int, bias: UnsafePointer<Float>? = nil,
-        into out: UnsafeMutablePointer<Float>, accumulate: Bool = false
+        into out: UnsafeMutablePointer<Float>, accumulate: Bool = false, pool: ComputePool? = nil
     ) {
         guard m > 0, n > 0 else { return }
+        // Below ~1 MFLOP a second thread costs more than it brings.
+        if let pool, pool.threads > 1, m > 1, m * n * k >= 1 << 19 {
+            useSingleThreadedBLAS()
+            let parts = min(pool.threads, max(1, n / 16))
+            pool.parallelFor(parts) { part in
+                // Column ranges on multiples of 16: whole vectors in OpenBLAS's kernel.
+                let lo = part == 0 ? 0 : (n * part / parts) / 16 * 16
+                let hi = part == parts - 1 ? n : (n * (part + 1) / parts) / 16 * 16
+                guard hi > lo else { return }
+                linear(x, rows: m, inFeatures: k, weight: w + lo * k, outFeatures: hi - lo, bias: bias.map { $0 + lo },
+                       into: out + lo, ldOut: n, accumulate: accumulate)
+            }
+            return
+        }
+        linear(x, rows: m, inFeatures: k, weight: w, outFeatures: n, bias: bias, into: out, ldOut: n, accumulate: accumulate)
+    }
+
+    /// `linear` on the calling thread, rows of `out` `ldOut` floats apart.
+    private static func linear(
+        _ x: UnsafePointer<Float>, rows m: Int, inFeatures k: Int,
+        weight w: UnsafePointer<Float>, outFeatures n: Int, bias: UnsafePointer<Float>?,
+        into out: UnsafeMutablePointer<Float>, ldOut: Int, accumulate: Bool
+    ) {
         var beta: Float = accumulate ? 1 : 0
         if let bias {
             for r in 0..<m {
-                let row = out + r * n
+                let row = out + r * ldOut
                 if accumulate {
                     for j in 0..<n { row[j] += bias[j] }
                 } else {
@@ -28,7 +54,7 @@ extension Kernels {
             cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w, Int32(k), x, 1, beta, out, 1)
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
-                        1, x, Int32(k), w, Int32(k), beta, out, Int32(n))
+                        1, x, Int32(k), w, Int32(k), beta, out, Int32(ldOut))
         }
     }
 

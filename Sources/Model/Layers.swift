@@ -81,13 +81,14 @@ extension Parameter {
             matrix.multiplyMany(x, rows: rows, bias: bias, into: out, accumulate: accumulate, pool: DecodePool.shared)
         } else {
             Kernels.linear(x, rows: rows, inFeatures: inFeatures, weight: pointer, outFeatures: outFeatures,
-                           bias: bias, into: out, accumulate: accumulate)
+                           bias: bias, into: out, accumulate: accumulate, pool: DecodePool.shared)
         }
     }
 }
 
-/// The threads for low-precision decode products, as many as OpenBLAS is given: the two never
-/// run at once (each product returns before the next starts), so they share the same cores.
+/// The compute threads (`Kernels.threadCount`) for every product of several rows and the work
+/// between them: low-precision kernels, and float32 sgemm split by output columns with OpenBLAS
+/// single-threaded inside each share, so that only these threads ever run.
 enum DecodePool {
     private static let pools = Mutex<[Int: ComputePool]>([:])
 

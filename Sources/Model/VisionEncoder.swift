@@ -154,7 +154,7 @@ public struct VisionEncoder: Sendable {
         }
         let patchRows = FloatBuffer(count: images * patches * vh)    // [images·patches, vh]
         Kernels.linear(columns.pointer, rows: images * patches, inFeatures: c.patchValues, weight: patchEmbedding.pointer,
-                       outFeatures: vh, bias: patchBias?.pointer, into: patchRows.pointer)
+                       outFeatures: vh, bias: patchBias?.pointer, into: patchRows.pointer, pool: DecodePool.shared)
 
         let h = FloatBuffer(count: images * length * vh)             // [images, length, vh]
         let firstPatchRow = classEmbedding == nil ? 0 : 1

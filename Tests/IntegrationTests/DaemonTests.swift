@@ -294,4 +294,42 @@ import Glibc
         #expect(try store.record(id: "new-image")?.cacheHits == 0)
         #expect(try await second.terminate() == 0)
     }
+
+    /// A job whose prompt begins like a recent one (same system prompt, same image) prefills only
+    /// the rest: its `done` log line counts the reused positions, and its answer is still exactly
+    /// what `ask` answers from a full prefill.
+    @Test func aPromptBeginningLikeARecentOnePrefillsOnlyTheRest() async throws {
+        let root = try spoolFolder()
+        let image = DaemonModel.images[2]
+        let store = try Self.database(root)
+        let daemon = try await ServeProcess.start(root: root, name: "prefixes")
+        func reused(_ id: String) -> Int? {
+            daemon.log.split(separator: "\n").first { $0.contains("job=\(id) ") && $0.contains(" done") }
+                .flatMap { line in line.firstMatch(of: /reused_prompt_tokens=(\d+)/).flatMap { Int($0.1) } }
+        }
+        let jobs = [("first", "What bird is this?"), ("other-question", "What colour is it?"), ("same-again", "What bird is this?")]
+        for (id, question) in jobs {
+            try submitDirectoryJob(id, in: root, question: question, images: [image], maxTokens: 5)
+            try await pollUntil("the answer of \(id)", timeout: .seconds(30)) { try store.record(id: id)?.status == .done }
+        }
+        #expect(try await daemon.terminate() == 0)
+
+        // The image's placeholder run and its newline: what an image adds to a prompt.
+        let imageRun = try await Self.askGreedy("What bird is this?", images: [image], maxTokens: 1).promptTokens
+            - (try await Self.askGreedy("What bird is this?", images: [], maxTokens: 1).promptTokens)
+        #expect(reused("first") == 0, "\(daemon.log)")
+        for (id, question) in jobs {
+            let row = try #require(try store.record(id: id))
+            let ask = try await Self.askGreedy(question, images: [image], maxTokens: 5)
+            #expect(row.answer == ask.text, "\(id) answered differently from a full prefill")
+            if id == "other-question" {
+                // Everything up to the question: at least the system turn and the image's run.
+                let count = try #require(reused(id), "\(daemon.log)")
+                #expect(count > imageRun && count < ask.promptTokens, "reused \(count) of \(ask.promptTokens)")
+            }
+            if id == "same-again" {
+                #expect(reused(id) == ask.promptTokens - 1, "an identical prompt recomputes only its last position")
+            }
+        }
+    }
 }

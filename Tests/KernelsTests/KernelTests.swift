@@ -79,6 +79,28 @@ struct MatrixProductTests {
         #expect(maxAbsDifference(out, zip(start, product).map { $0 + $1 }) < 1e-5)
     }
 
+    /// Split by output columns over a pool (shares on multiples of 16, the last taking the rest),
+    /// with bias and accumulation: the naive product, whatever the column count.
+    @Test(arguments: [(40, 1000), (3, 1000), (64, 70), (100, 33)])
+    func linearSplitOverAPoolMatchesNaiveLoop(rows: Int, n: Int) {
+        var rng = TestRandom(seed: UInt64(rows * n))
+        let k = 200
+        let x = rng.values(rows * k), w = rng.values(n * k), bias = rng.values(n), start = rng.values(rows * n)
+        let pool = ComputePool(threads: 3)
+        for accumulate in [false, true] {
+            var out = accumulate ? start : [Float](repeating: .nan, count: rows * n)
+            x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
+                out.withUnsafeMutableBufferPointer { op in
+                    Kernels.linear(xp.baseAddress!, rows: rows, inFeatures: k, weight: wp.baseAddress!, outFeatures: n,
+                                   bias: bp.baseAddress!, into: op.baseAddress!, accumulate: accumulate, pool: pool)
+                }
+            } } }
+            let product = naiveLinear(x, m: rows, k: k, w, n: n, bias: bias)
+            let expected = accumulate ? zip(start, product).map { $0 + $1 } : product
+            #expect(maxAbsDifference(out, expected) < 1e-4, "accumulate \(accumulate)")
+        }
+    }
+
     @Test(arguments: [1, 9])
     func stridedProductsMatchNaiveLoops(rows m: Int) {
         // One "head" of width 8 inside rows of 24 (a), 16 (b): the attention access pattern.

@@ -113,6 +113,28 @@ struct PanelMatrixTests {
         #expect(portable.allSatisfy { $0.isFinite } && portable.contains { $0 != 0 })
     }
 
+    /// Many rows over long inputs run in chunks of rows (x stays in L2 across panels): every row
+    /// comes out exactly as it does alone, through both many-row entry points.
+    @Test func rowChunksGiveEachRowAsItComesAlone() throws {
+        var rng = TestRandom(seed: 77)
+        let m = 300, n = 40, k = 3072
+        #expect(Int8PanelMatrix.rowChunk(columns: k, rows: m) < m, "the case really is chunked")
+        let x = rng.values(m * k)
+        let panels = try Int8PanelMatrix(packing: QuantizedMatrix(converting: rng.values(n * k, scale: 0.05), rows: n,
+                                                                  columns: k, to: .q8_0))
+        let pool = ComputePool(threads: 2)
+        let alone = (0..<m).flatMap { r in panels.multiplyMany(Array(x[(r * k)..<((r + 1) * k)]), rows: 1) }
+        #expect(panels.multiplyMany(x, rows: m, pool: pool) == alone)
+        var shared = [Float](repeating: .nan, count: m * n)
+        x.withUnsafeBufferPointer { xp in
+            shared.withUnsafeMutableBufferPointer { yp in
+                Int8PanelMatrix.multiplyMany(xp.baseAddress!, rows: m, columns: k,
+                                             by: [DecodeKernels.PanelProduct(matrix: panels, output: yp.baseAddress!)], pool: pool)
+            }
+        }
+        #expect(shared == alone)
+    }
+
     /// Real-valued weights and activations: within 1e-2 (relative to the largest output) of the
     /// float32 product with the expanded weights, the error being the rounding of x.
     @Test(arguments: [1, 8, 16, 128])

@@ -96,6 +96,11 @@ typedef void (*ck_task_fn)(void *context, size_t task, size_t ntasks);
 ck_pool *ck_pool_create(int threads);
 void ck_pool_destroy(ck_pool *pool);
 int ck_pool_threads(const ck_pool *pool);
+
+/// glibc only (no-op elsewhere): blocks up to `mmap_threshold` bytes come from the heap, and the
+/// heap keeps up to `trim_threshold` free bytes at its top, so that buffers freed after one
+/// forward pass are reused by the next without fresh (faulting, zeroed) pages.
+void ck_keep_freed_memory(size_t mmap_threshold, size_t trim_threshold);
 /// Runs fn(context, i, ntasks) for every i in [0, ntasks) and returns when all are done.
 /// pool may be NULL (runs on the caller). Concurrent callers of one pool are serialised; a task
 /// must not run a job on its own pool (it would wait for itself).
