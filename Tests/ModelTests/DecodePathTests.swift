@@ -27,11 +27,22 @@ struct DecodePathTests {
         #expect(model.decoder.decodePackedMatrices == packed)
     }
 
+    /// MoE files under q4_0: every expert (stacked, packed as segments) and the shared expert in
+    /// Q4_0, the router in F16 (not a decode product), the head in Q8_0.
+    @Test(arguments: [ModelFixtures.Variant.gen2MoE, .gen3MoE])
+    func moeExpertsAreQ4_0(variant: ModelFixtures.Variant) throws {
+        let model = try ModelFixtures.model(variant, type: .q4_0)
+        let c = model.config
+        let perLayer = 4 + 3 * (c.expertCount + c.sharedExpertCount)
+        #expect(model.decoder.decodeWeightFormats == [.q4_0: perLayer * c.layerCount, .q8_0: 1])
+        #expect(model.decoder.decodePackedMatrices == (Int8PanelMatrix.isFast ? perLayer * c.layerCount + 1 : 0))
+    }
+
     /// The prompt but its last token through prefill, then the last token as a decode step (one
     /// row: the decode products and attention kernel): the logits must match upstream's at the
     /// last position as closely as a whole-prompt forward pass does for the same file type.
     @Test(arguments: [(ModelFixtures.Variant.gen2, OutputType.f32), (.gen3, .f32), (.gen2, .q8_0), (.gen3, .q8_0), (.gen3, .f16),
-                      (.gen2, .q4_0), (.gen3, .q4_0)])
+                      (.gen2, .q4_0), (.gen3, .q4_0), (.gen2MoE, .q4_0), (.gen3MoE, .q4_0)])
     func lastTokenAsDecodeStepMatchesUpstreamLogits(variant: ModelFixtures.Variant, type: OutputType) throws {
         let model = try ModelFixtures.model(variant, type: type)
         // f32 as the fixture tests require; f16 is lossless for these float16 checkpoints.

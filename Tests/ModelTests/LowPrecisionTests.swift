@@ -15,7 +15,8 @@ import TestSupport
 ///        head included, is a harsh case for 8-bit blocks). With AVX512-VNNI, products over more
 ///        than 16 rows (vision, prefill) also round the activations to int8 blocks of 32; with
 ///        float32 activations (other CPUs) the figures were 2.1e-3 / 7.7e-3, 6.8e-2 / 4.3e-2;
-///   q4_0 vision as q8_0 (the encoder stays Q8_0), logits 0.51 / 0.65: the decoder's 4-bit weights
+///   q4_0 vision as q8_0 (the encoder stays Q8_0), logits 0.51 / 0.65 (the MoE fixtures' decode
+///        step 0.64 / 0.77, `DecodePathTests`): the decoder's 4-bit weights
 ///        (a rounding step of max|w|/8 per block, 16 times Q8_0's) move these tiny decoders' logits
 ///        by half their largest value.
 @Suite("Reduced-precision model files")
