@@ -88,6 +88,9 @@ def parse_args(argv=None):
                    help="the first N warm-up steps draw one shape a picture, the rest one or two: with one shape "
                         "only, the shape under a token and the picture's shape are the same thing, and the encoder "
                         "spread each shape over every token (two-shape answers then named them in the wrong order)")
+    p.add_argument("--two-shapes", type=float, default=None,
+                   help="fraction of two-shape pictures in the conversations and in the warm-up's one-or-two part "
+                        "(default: make_scene's own one half); two-shape answers are where shapes and colours are missed")
     p.add_argument("--vision-lr-scale", type=float, default=0.5,
                    help="the encoder's learning rate in the conversations, relative to --lr")
     p.add_argument("--snapshot-at", type=int, nargs="*", default=[], help="also save the model after these steps")
@@ -120,7 +123,7 @@ def make_batch(args, step: int, prompts: PromptBuilder):
     talk = 0 if warmup else args.images_per_step
     probe_only = args.vision_warmup_images if warmup else args.probe_images
     for slot in range(talk):
-        sc = scenes.make_scene(scene_seed(args.seed, step, slot))
+        sc = scenes.make_scene(scene_seed(args.seed, step, slot), count=_count(args, step, slot))
         img = scenes.render(sc, rng.choice(RENDER_SIZES))
         if rng.random() < 0.5:
             img = scenes.jpeg_roundtrip(img, rng.randint(70, 95))
@@ -138,7 +141,7 @@ def make_batch(args, step: int, prompts: PromptBuilder):
     for slot in range(talk, talk + probe_only):
         # Pictures seen only by the encoder and the training probe: cheap extra signal for the vision side.
         single = warmup and step < args.vision_warmup_single
-        sc = scenes.make_scene(scene_seed(args.seed, step, slot), count=1 if single else None)
+        sc = scenes.make_scene(scene_seed(args.seed, step, slot), count=1 if single else _count(args, step, slot))
         img = scenes.render(sc, rng.choice(RENDER_SIZES))
         if rng.random() < 0.5:
             img = scenes.jpeg_roundtrip(img, rng.randint(70, 95))
@@ -151,6 +154,13 @@ def make_batch(args, step: int, prompts: PromptBuilder):
         ids[n, : len(i)] = torch.tensor(i)
         labels[n, : len(l)] = torch.tensor(l)
     return torch.stack(pixels), ids, labels, torch.tensor(aux)
+
+
+def _count(args, step: int, slot: int) -> int | None:
+    """The number of shapes of a one-or-two-shape picture: None leaves it to make_scene (half and half)."""
+    if args.two_shapes is None:
+        return None
+    return 2 if random.Random(scene_seed(args.seed, step, slot) ^ 0x5EED).random() < args.two_shapes else 1
 
 
 # Auxiliary targets: what is in each slot of the scene (reading order), "none" for an empty second slot.
@@ -500,6 +510,7 @@ def main(argv=None):
                          "vision_warmup_lr": args.vision_warmup_lr, "vision_lr_scale": args.vision_lr_scale,
                          "present_weight": args.present_weight, "vision_warmup_heads": args.vision_warmup_heads,
                          "vision_warmup_single": args.vision_warmup_single,
+                         "two_shapes": args.two_shapes,
                          "seconds": round(elapsed, 1), "final_loss": lv, "final_loss_ema": ema,
                          "torch": torch.__version__, "command": " ".join(sys.argv)}}
     paths = save_upstream_layout(model, args.out, f"sft_vlm_{args.hidden}.pth", model.vision_config.folder_name,
