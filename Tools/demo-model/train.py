@@ -43,7 +43,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out"))
     p.add_argument("--seed", type=int, default=20261130)
-    p.add_argument("--steps", type=int, default=4100)
+    p.add_argument("--steps", type=int, default=5000)
     p.add_argument("--images-per-step", type=int, default=24)
     p.add_argument("--turns", type=int, default=3, help="questions per picture, as one multi-turn conversation")
     p.add_argument("--lr", type=float, default=2e-3)
@@ -67,7 +67,7 @@ def parse_args(argv=None):
     p.add_argument("--aux-weight", type=float, default=1.0, help="weight of the training-only attribute probe")
     p.add_argument("--probe-images", type=int, default=0,
                    help="extra pictures per step for the training probe only (no conversation)")
-    p.add_argument("--vision-warmup", type=int, default=3000,
+    p.add_argument("--vision-warmup", type=int, default=3600,
                    help="first steps train only the encoder, projector and probe (no conversations)")
     p.add_argument("--vision-warmup-images", type=int, default=32, help="pictures per vision warm-up step")
     p.add_argument("--vision-warmup-lr", type=float, default=1e-3, help="peak learning rate of the vision warm-up (default --lr)")
@@ -88,6 +88,13 @@ def parse_args(argv=None):
                    help="the first N warm-up steps draw one shape a picture, the rest one or two: with one shape "
                         "only, the shape under a token and the picture's shape are the same thing, and the encoder "
                         "spread each shape over every token (two-shape answers then named them in the wrong order)")
+    p.add_argument("--two-shapes", type=float, default=0.65,
+                   help="fraction of two-shape pictures in the conversations and in the warm-up's one-or-two part "
+                        "(negative: make_scene's own one half); two-shape answers are where shapes and colours are missed")
+    p.add_argument("--slot-weight", type=float, default=0.0,
+                   help="weight of a per-token target in the warm-up and the probe: background, or the first or the "
+                        "second shape in reading order (left before right, top before bottom), the order answers "
+                        "name them in (0: off)")
     p.add_argument("--vision-lr-scale", type=float, default=0.5,
                    help="the encoder's learning rate in the conversations, relative to --lr")
     p.add_argument("--snapshot-at", type=int, nargs="*", default=[], help="also save the model after these steps")
@@ -120,7 +127,7 @@ def make_batch(args, step: int, prompts: PromptBuilder):
     talk = 0 if warmup else args.images_per_step
     probe_only = args.vision_warmup_images if warmup else args.probe_images
     for slot in range(talk):
-        sc = scenes.make_scene(scene_seed(args.seed, step, slot))
+        sc = scenes.make_scene(scene_seed(args.seed, step, slot), count=_count(args, step, slot))
         img = scenes.render(sc, rng.choice(RENDER_SIZES))
         if rng.random() < 0.5:
             img = scenes.jpeg_roundtrip(img, rng.randint(70, 95))
@@ -138,7 +145,7 @@ def make_batch(args, step: int, prompts: PromptBuilder):
     for slot in range(talk, talk + probe_only):
         # Pictures seen only by the encoder and the training probe: cheap extra signal for the vision side.
         single = warmup and step < args.vision_warmup_single
-        sc = scenes.make_scene(scene_seed(args.seed, step, slot), count=1 if single else None)
+        sc = scenes.make_scene(scene_seed(args.seed, step, slot), count=1 if single else _count(args, step, slot))
         img = scenes.render(sc, rng.choice(RENDER_SIZES))
         if rng.random() < 0.5:
             img = scenes.jpeg_roundtrip(img, rng.randint(70, 95))
@@ -151,6 +158,13 @@ def make_batch(args, step: int, prompts: PromptBuilder):
         ids[n, : len(i)] = torch.tensor(i)
         labels[n, : len(l)] = torch.tensor(l)
     return torch.stack(pixels), ids, labels, torch.tensor(aux)
+
+
+def _count(args, step: int, slot: int) -> int | None:
+    """The number of shapes of a one-or-two-shape picture: None leaves it to make_scene (half and half)."""
+    if args.two_shapes is None or args.two_shapes < 0:
+        return None
+    return 2 if random.Random(scene_seed(args.seed, step, slot) ^ 0x5EED).random() < args.two_shapes else 1
 
 
 # Auxiliary targets: what is in each slot of the scene (reading order), "none" for an empty second slot.
@@ -175,11 +189,12 @@ MASK_CELLS = 4  # each image token also predicts which of its 4 x 4 cells are in
 
 def patch_targets(sc: scenes.Scene, side: int) -> list[int]:
     """Per image token: the colour (8 = background) and the shape (4 = background) under it, then its
-    4 x 4 inside/outside cells (token by token)."""
+    4 x 4 inside/outside cells (token by token), then which shape of the reading order covers it (0 = background,
+    1 first, 2 second)."""
     lab = scenes.patch_labels(sc, side)
     colour = [8 if l == 0 else list(scenes.COLOURS).index(sc.shapes[l - 1].colour) for l in lab]
     shape = [4 if l == 0 else scenes.SHAPES.index(sc.shapes[l - 1].kind) for l in lab]
-    return colour + shape + scenes.patch_masks(sc, side, MASK_CELLS).reshape(-1).tolist()
+    return colour + shape + scenes.patch_masks(sc, side, MASK_CELLS).reshape(-1).tolist() + [int(l) for l in lab]
 
 
 class AuxiliaryProbe(torch.nn.Module):
@@ -197,6 +212,12 @@ class AuxiliaryProbe(torch.nn.Module):
         self.present_head = torch.nn.Linear(hidden, len(scenes.SHAPES))
         self.mask_weight = 1.0
         self.present_weight = 0.0
+        self.slot_head = None
+
+    def use_slots(self, weight: float):
+        if weight:
+            self.slot_head = torch.nn.Linear(self.head.in_features, 3)
+            self.slot_weight = weight
 
     def forward(self, feats, targets):
         logits = self.head(feats.mean(1))
@@ -220,18 +241,24 @@ class AuxiliaryProbe(torch.nn.Module):
         per_tok = self.patch_head(feats)                                   # [N, 64, 14]
         pt = targets[:, len(AUX_GROUPS):]
         colour_t, shape_t = pt[:, :n_tok], pt[:, n_tok:2 * n_tok]
-        mask_t = pt[:, 2 * n_tok:].reshape(feats.shape[0], n_tok, -1).float()
+        mask_t = pt[:, 2 * n_tok:2 * n_tok + n_tok * MASK_CELLS ** 2].reshape(feats.shape[0], n_tok, -1).float()
         dense = (F.cross_entropy(per_tok[..., :9].reshape(-1, 9), colour_t.reshape(-1)) +
                  F.cross_entropy(per_tok[..., 9:].reshape(-1, 5), shape_t.reshape(-1))) / 2
         # The outline inside each patch, colour-blind: the first thing a from-scratch encoder must see before
         # it can tell a corner from an arc (without it the shape probes stayed at chance for thousands of pictures).
         dense = dense + self.mask_weight * F.binary_cross_entropy_with_logits(self.mask_head(feats), mask_t)
+        if self.slot_head is not None:
+            slot_t, slot_logits = pt[:, -n_tok:], self.slot_head(feats)
+            dense = dense + self.slot_weight * F.cross_entropy(slot_logits.reshape(-1, 3), slot_t.reshape(-1))
         with torch.no_grad():
             # How well the image tokens tell the shape under them: the vision side's progress on shapes.
             on = shape_t != 4
             hit = (per_tok[..., 9:].argmax(-1) == shape_t)[on]
             self.last_accuracy["token_shape"] = hit.float().mean().item() if hit.numel() else 0.0
             self.last_accuracy["shapes_present"] = ((present_logits > 0).float() == present).all(1).float().mean().item()
+            if self.slot_head is not None and (slot_t == 2).any():
+                two = (slot_t == 2).any(1, keepdim=True) & (slot_t != 0)
+                self.last_accuracy["slot"] = (slot_logits.argmax(-1) == slot_t)[two].float().mean().item()
         return pooled + dense
 
 
@@ -248,6 +275,14 @@ class ShapeHeads(torch.nn.Module):
         self.pooled = torch.nn.Linear(width, len(scenes.SHAPES))
         self.per_token = torch.nn.Linear(width, len(scenes.SHAPES) + 1)
         self.outline = torch.nn.Linear(width, MASK_CELLS * MASK_CELLS)
+        self.slot = None
+
+    def use_slots(self, weight: float):
+        """Also the per-token reading-order slot (--slot-weight): which of the two shapes a token belongs to
+        depends on where the other one is, so the token has to look beyond its own patch."""
+        if weight:
+            self.slot = torch.nn.Linear(self.per_token.in_features, 3)
+            self.slot_weight = weight
 
     def forward(self, feats, targets):
         n, n_tok = feats.shape[0], feats.shape[1]
@@ -258,17 +293,25 @@ class ShapeHeads(torch.nn.Module):
         present = present[:, :len(scenes.SHAPES)]
         pt = targets[:, len(AUX_GROUPS):]
         shape_t = pt[:, n_tok:2 * n_tok]
-        cells = pt[:, 2 * n_tok:].reshape(n, n_tok, -1).float()
+        cells = pt[:, 2 * n_tok:2 * n_tok + n_tok * MASK_CELLS ** 2].reshape(n, n_tok, -1).float()
         pooled = self.pooled(feats.mean(1))
         per_tok = self.per_token(feats)
         loss = (F.binary_cross_entropy_with_logits(pooled, present) +
                 F.cross_entropy(per_tok.reshape(-1, per_tok.shape[-1]), shape_t.reshape(-1)) +
                 F.binary_cross_entropy_with_logits(self.outline(feats), cells))
+        slot_t = pt[:, -n_tok:]
+        if self.slot is not None:
+            slot_logits = self.slot(feats)
+            loss = loss + self.slot_weight * F.cross_entropy(slot_logits.reshape(-1, 3), slot_t.reshape(-1))
         with torch.no_grad():
             on = shape_t != len(scenes.SHAPES)
             hit = (per_tok.argmax(-1) == shape_t)[on]
             self.last_accuracy = {"token_shape": hit.float().mean().item() if hit.numel() else 0.0,
                                   "shapes_present": ((pooled > 0).float() == present).all(1).float().mean().item()}
+            second = slot_t == 2  # tokens of a picture's second shape: where the slot is not just "covered"
+            if self.slot is not None and second.any():
+                two = second.any(1, keepdim=True) & (slot_t != 0)
+                self.last_accuracy["slot"] = (slot_logits.argmax(-1) == slot_t)[two].float().mean().item()
         return loss
 
 
@@ -416,7 +459,10 @@ def main(argv=None):
     if probe is not None:
         probe.mask_weight = args.mask_weight
         probe.present_weight = args.present_weight
+        probe.use_slots(args.slot_weight)
     warmup_heads = ShapeHeads(args.vision_hidden) if args.vision_warmup_heads == "shape" else None
+    if warmup_heads is not None:
+        warmup_heads.use_slots(args.slot_weight)
     params = (list(model.named_parameters()) + (list(probe.named_parameters()) if probe else []) +
               ([("warmup." + n, p) for n, p in warmup_heads.named_parameters()] if warmup_heads else []))
     # The encoder keeps a learning rate of its own in the conversations (--vision-lr-scale): shape features
@@ -446,7 +492,7 @@ def main(argv=None):
 
     log = []
     start = time.time()
-    ema, tok_shape, present_ema = None, None, None
+    ema, tok_shape, present_ema, slot_ema = None, None, None, None
     data_time = 0.0
     step = 0
     loader = torch.utils.data.DataLoader(SceneBatches(args), batch_size=None, shuffle=False,
@@ -470,15 +516,18 @@ def main(argv=None):
         tok_shape = tok if tok_shape is None else 0.9 * tok_shape + 0.1 * tok
         pres = watched.last_accuracy.get("shapes_present", 0.0) if watched is not None else 0.0
         present_ema = pres if present_ema is None else 0.9 * present_ema + 0.1 * pres
+        if watched is not None and "slot" in watched.last_accuracy:  # reading-order slot on two-shape pictures
+            sl = watched.last_accuracy["slot"]
+            slot_ema = sl if slot_ema is None else 0.9 * slot_ema + 0.1 * sl
         if step >= args.vision_warmup:
             ema = lv if ema is None else 0.95 * ema + 0.05 * lv
         if step % args.log_every == 0 or step == args.steps - 1:
             el = time.time() - start
             print(f"step {step:5d}  loss {lv:.4f}  ema {ema or 0:.4f}  aux {av:.3f}  token-shape {tok_shape:.2f}  shapes-present {present_ema:.2f}  "
-                  f"lr {lr_at(step):.2e}  "
+                  f"{'' if slot_ema is None else f'slot {slot_ema:.2f}  '}lr {lr_at(step):.2e}  "
                   f"{(step + 1) / el:.3f} steps/s  data {data_time / el:.0%}  elapsed {el:.0f}s", flush=True)
             log.append({"step": step, "loss": lv, "ema": ema, "aux": av, "token_shape": tok_shape, "shapes_present": present_ema,
-                        "elapsed": el})
+                        "slot": slot_ema, "elapsed": el})
         if step + 1 in args.snapshot_at:
             save_upstream_layout(model, os.path.join(args.out, f"snapshot-{step + 1}"), f"sft_vlm_{args.hidden}.pth",
                                  model.vision_config.folder_name)
@@ -500,6 +549,7 @@ def main(argv=None):
                          "vision_warmup_lr": args.vision_warmup_lr, "vision_lr_scale": args.vision_lr_scale,
                          "present_weight": args.present_weight, "vision_warmup_heads": args.vision_warmup_heads,
                          "vision_warmup_single": args.vision_warmup_single,
+                         "two_shapes": args.two_shapes, "slot_weight": args.slot_weight,
                          "seconds": round(elapsed, 1), "final_loss": lv, "final_loss_ema": ema,
                          "torch": torch.__version__, "command": " ".join(sys.argv)}}
     paths = save_upstream_layout(model, args.out, f"sft_vlm_{args.hidden}.pth", model.vision_config.folder_name,
