@@ -19,7 +19,12 @@ int ck_isa_clamp(int isa);
 uint16_t ck_f32_to_f16_scalar(float f);
 float ck_f16_to_f32_scalar(uint16_t h);
 
-// The Q4_0 panels' products (gemm_q4.c), called by gemm_q8.c's dispatch: fast != 0 for VNNI.
-void ck_q4_run_panels(int fast, const void *packed, size_t rows, size_t cols, const int8_t *xq, const float *scale,
-                      const int32_t *offset, size_t m, const float *bias, float *y, size_t ldy, int accumulate,
-                      size_t panel_begin, size_t panel_end);
+// One panel of 32 output rows (ncols of them real) times m quantised x rows, in the Q8_0 (gemm_q8.c)
+// or Q4_0 (gemm_q4.c) panel layout: VNNI tiles when fast != 0, else the portable definition.
+// prefetch_end: where the packed matrix's memory ends (the first tile prefetches up to it).
+typedef void (*ck_panel_fn)(int fast, const int8_t *xq, size_t cols, const float *scale, const int32_t *offset,
+                            size_t m, const uint8_t *panel, size_t nb, const float *bias, float *y, size_t ldy,
+                            int accumulate, size_t ncols, const uint8_t *prefetch_end);
+void ck_q4_panel(int fast, const int8_t *xq, size_t cols, const float *scale, const int32_t *offset, size_t m,
+                 const uint8_t *panel, size_t nb, const float *bias, float *y, size_t ldy, int accumulate, size_t ncols,
+                 const uint8_t *prefetch_end);

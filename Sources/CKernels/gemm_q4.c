@@ -14,6 +14,7 @@
 #include "ckernels.h"
 #include "ck_internal.h"
 #include "ck_many_rows.h"
+#include "panel_tile.h"
 
 #include <math.h>
 #include <string.h>
@@ -112,168 +113,62 @@ static void panel_portable(const int8_t *xq, size_t cols, const float *scale, si
 }
 
 #if CK_X86
-#include <immintrin.h>
-#define CK_T_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
-#define QMR 6 // x rows per tile: 6 x 2 int32 and 6 x 2 float accumulators
-// As the Q8_0 panels: four records ahead (here 4 x 576 bytes).
-#define PF_DIST (4 * RECORD_BYTES)
-
-// Writes M rows of the panel's 32 (or ncols) outputs: f + bias (+ y).
-CK_T_VNNI static inline __attribute__((always_inline)) void
-store_rows(const int M, __m512 f[][2], const float *bias, float *y, size_t ldy, int accumulate, __mmask16 m0,
-           __mmask16 m1) {
-    __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-    __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
-    for (int i = 0; i < M; i++) {
-        __m512 v0 = _mm512_add_ps(f[i][0], b0);
-        __m512 v1 = _mm512_add_ps(f[i][1], b1);
-        float *yr = y + i * ldy;
-        if (accumulate) {
-            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, yr));
-            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, yr + 16));
-        }
-        _mm512_mask_storeu_ps(yr, m0, v0);
-        _mm512_mask_storeu_ps(yr + 16, m1, v1);
-    }
-}
-
-CK_T_VNNI static inline __attribute__((always_inline)) void
-tile_vnni(const int M, const int8_t *xq, size_t ldq, const float *scale, const int32_t *offset, const uint8_t *panel,
-          size_t nb, const float *bias, float *y, size_t ldy, int accumulate, __mmask16 m0, __mmask16 m1,
-          const uint8_t *prefetch_end) {
-    const __m512i nibble = _mm512_set1_epi8(0x0F);
-    __m512 f[QMR][2];
-    for (int i = 0; i < M; i++) f[i][0] = f[i][1] = _mm512_setzero_ps();
-    for (size_t b = 0; b < nb; b++) {
-        const uint8_t *rec = panel + b * RECORD_BYTES;
-        const int8_t *xb = xq + b * CK_Q8_0_BLOCK_VALUES;
-        if (rec + PF_DIST < prefetch_end)
-            for (int l = 0; l < RECORD_BYTES / 64; l++) _mm_prefetch((const char *)rec + PF_DIST + 64 * l, _MM_HINT_T0);
-        __m512i a[QMR][2];
-        for (int i = 0; i < M; i++) a[i][0] = a[i][1] = _mm512_set1_epi32(-(offset[i * nb + b] / 16));
-        for (int s = 0; s < 8; s++) {
-            __m512i v = _mm512_load_si512((const void *)(rec + s * STEP_BYTES));
-            __m512i w0 = _mm512_and_si512(v, nibble);
-            __m512i w1 = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
-            for (int i = 0; i < M; i++) {
-                int32_t four;
-                memcpy(&four, xb + i * ldq + 4 * s, 4);
-                __m512i xv = _mm512_set1_epi32(four);
-                a[i][0] = _mm512_dpbusd_epi32(a[i][0], w0, xv);
-                a[i][1] = _mm512_dpbusd_epi32(a[i][1], w1, xv);
-            }
-        }
-        __m512 d0 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(rec + QW_BYTES)));
-        __m512 d1 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(rec + QW_BYTES + 32)));
-        for (int i = 0; i < M; i++) {
-            __m512 s = _mm512_set1_ps(scale[i * nb + b]);
-            f[i][0] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[i][0]), d0), s, f[i][0]);
-            f[i][1] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[i][1]), d1), s, f[i][1]);
-        }
-    }
-    store_rows(M, f, bias, y, ldy, accumulate, m0, m1);
-}
-
-// Seven or eight rows (a decode step of 8 sequences) in one pass over the panel, both halves of
-// each step at once: the 8 x 2 int32 accumulators stay in registers, the float accumulators
-// (touched once per block) may be kept in L1. Unlike the Q8_0 kernel's tile by half panels, each
-// step's 64 bytes are unpacked and each x value broadcast once (measured the same or slightly
-// faster at m = 8 on a loaded machine: 6.4-7.5 against 7.1-8.5 ms for MiniMind2-V's step).
-// Same float operations per output as tile_vnni.
-CK_T_VNNI static inline __attribute__((always_inline)) void
-tile_vnni_wide(const int M, const int8_t *xq, size_t ldq, const float *scale, const int32_t *offset,
-               const uint8_t *panel, size_t nb, const float *bias, float *y, size_t ldy, int accumulate,
-               __mmask16 m0, __mmask16 m1, const uint8_t *prefetch_end) {
+// Up to 8 x rows, both 16-row halves of each step at once: the step's 64 bytes are unpacked and
+// each x value broadcast once. Up to 6 rows every accumulator is a register; at 7-8 rows the
+// 8 x 2 int32 accumulators stay in registers and the float ones (touched once per block) may be
+// kept in L1 (measured the same or slightly faster than the Q8_0 panels' tile by halves at m = 8
+// on a loaded machine: 6.4-7.5 against 7.1-8.5 ms for MiniMind2-V's step). Same float operations
+// per output as the Q8_0 tiles.
+CK_T_VNNI CK_TILE_INLINE void tile_vnni(const int M, const int8_t *xq, size_t ldq, const float *scale,
+                                        const int32_t *offset, const uint8_t *panel, size_t nb, const float *bias,
+                                        float *y, size_t ldy, int accumulate, __mmask16 m0, __mmask16 m1,
+                                        const uint8_t *prefetch_end) {
     const __m512i nibble = _mm512_set1_epi8(0x0F);
     __m512 f[8][2];
     for (int i = 0; i < M; i++) f[i][0] = f[i][1] = _mm512_setzero_ps();
     for (size_t b = 0; b < nb; b++) {
         const uint8_t *rec = panel + b * RECORD_BYTES;
         const int8_t *xb = xq + b * CK_Q8_0_BLOCK_VALUES;
-        if (rec + PF_DIST < prefetch_end)
-            for (int l = 0; l < RECORD_BYTES / 64; l++) _mm_prefetch((const char *)rec + PF_DIST + 64 * l, _MM_HINT_T0);
-        __m512i a[8][2];
-        for (int i = 0; i < M; i++) a[i][0] = a[i][1] = _mm512_set1_epi32(-(offset[i * nb + b] / 16));
+        ck_panel_prefetch(rec, RECORD_BYTES, prefetch_end);
+        __m512i a[2][8];
+        for (int i = 0; i < M; i++) a[0][i] = a[1][i] = _mm512_set1_epi32(-(offset[i * nb + b] / 16));
         for (int s = 0; s < 8; s++) {
             __m512i v = _mm512_load_si512((const void *)(rec + s * STEP_BYTES));
             __m512i w0 = _mm512_and_si512(v, nibble);
             __m512i w1 = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
             for (int i = 0; i < M; i++) {
-                int32_t four;
-                memcpy(&four, xb + i * ldq + 4 * s, 4);
-                __m512i xv = _mm512_set1_epi32(four);
-                a[i][0] = _mm512_dpbusd_epi32(a[i][0], w0, xv);
-                a[i][1] = _mm512_dpbusd_epi32(a[i][1], w1, xv);
+                __m512i xv = ck_panel_x4(xb, ldq, i, s);
+                a[0][i] = _mm512_dpbusd_epi32(a[0][i], w0, xv);
+                a[1][i] = _mm512_dpbusd_epi32(a[1][i], w1, xv);
             }
         }
-        __m512 d0 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(rec + QW_BYTES)));
-        __m512 d1 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(rec + QW_BYTES + 32)));
-        for (int i = 0; i < M; i++) {
-            __m512 s = _mm512_set1_ps(scale[i * nb + b]);
-            f[i][0] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[i][0]), d0), s, f[i][0]);
-            f[i][1] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[i][1]), d1), s, f[i][1]);
-        }
+        ck_panel_scale_half(M, f, a[0], 0, rec + QW_BYTES, scale, nb, b);
+        ck_panel_scale_half(M, f, a[1], 1, rec + QW_BYTES, scale, nb, b);
     }
-    store_rows(M, f, bias, y, ldy, accumulate, m0, m1);
+    ck_panel_store(M, f, bias, y, ldy, accumulate, m0, m1);
 }
 
 CK_T_VNNI static void panel_vnni(const int8_t *xq, size_t cols, const float *scale, const int32_t *offset, size_t m,
                                  const uint8_t *panel, size_t nb, const float *bias, float *y, size_t ldy,
                                  int accumulate, size_t ncols, const uint8_t *prefetch_end) {
-    __mmask16 m0 = (__mmask16)(ncols >= 16 ? 0xffffu : (1u << ncols) - 1);
-    __mmask16 m1 = (__mmask16)(ncols >= 32 ? 0xffffu : ncols > 16 ? (1u << (ncols - 16)) - 1 : 0);
-    // As the Q8_0 panels: decode batches (up to 16 rows) in tiles of 8 (or 7) rows, one pass each.
-    size_t start = 0;
-    while (m <= 16 && m - start >= 7) {
-        const uint8_t *pf = start == 0 ? prefetch_end : panel;
-        size_t mg = m - start >= 8 ? 8 : 7;
-        if (mg == 8)
-            tile_vnni_wide(8, xq + start * cols, cols, scale + start * nb, offset + start * nb, panel, nb, bias,
-                           y + start * ldy, ldy, accumulate, m0, m1, pf);
-        else
-            tile_vnni_wide(7, xq + start * cols, cols, scale + start * nb, offset + start * nb, panel, nb, bias,
-                           y + start * ldy, ldy, accumulate, m0, m1, pf);
-        start += mg;
-    }
-    for (size_t i0 = start; i0 < m; i0 += QMR) {
-        size_t mg = m - i0 < QMR ? m - i0 : QMR;
-        const int8_t *xi = xq + i0 * cols;
-        const float *si = scale + i0 * nb;
-        const int32_t *oi = offset + i0 * nb;
-        float *yi = y + i0 * ldy;
-        const uint8_t *pf = i0 == 0 ? prefetch_end : panel;
-        switch (mg) {
-        case 1: tile_vnni(1, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, pf); break;
-        case 2: tile_vnni(2, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, pf); break;
-        case 3: tile_vnni(3, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, pf); break;
-        case 4: tile_vnni(4, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, pf); break;
-        case 5: tile_vnni(5, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, pf); break;
-        default: tile_vnni(QMR, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, pf); break;
-        }
-    }
+    CK_PANEL_MASKS(ncols, m0, m1);
+    CK_PANEL_TILES(tile_vnni, tile_vnni, xq, cols, scale, offset, m, panel, nb, bias, y, ldy, accumulate, m0, m1,
+                   prefetch_end);
 }
 #endif
 
-void ck_q4_run_panels(int fast, const void *packed, size_t rows, size_t cols, const int8_t *xq, const float *scale,
-                      const int32_t *offset, size_t m, const float *bias, float *y, size_t ldy, int accumulate,
-                      size_t panel_begin, size_t panel_end) {
-    size_t nb = cols / CK_Q8_0_BLOCK_VALUES, panel_bytes = ck_q4_panel_bytes(cols);
-    for (size_t p = panel_begin; p < panel_end; p++) {
-        size_t r0 = p * P;
-        if (r0 >= rows) break;
-        size_t ncols = rows - r0 < P ? rows - r0 : P;
-        const uint8_t *panel = (const uint8_t *)packed + p * panel_bytes;
-        const float *bp = bias ? bias + r0 : NULL;
+void ck_q4_panel(int fast, const int8_t *xq, size_t cols, const float *scale, const int32_t *offset, size_t m,
+                 const uint8_t *panel, size_t nb, const float *bias, float *y, size_t ldy, int accumulate, size_t ncols,
+                 const uint8_t *prefetch_end) {
 #if CK_X86
-        if (fast) {
-            panel_vnni(xq, cols, scale, offset, m, panel, nb, bp, y + r0, ldy, accumulate, ncols,
-                       (const uint8_t *)packed + panel_end * panel_bytes);
-            continue;
-        }
-#else
-        (void)fast;
-#endif
-        (void)offset;
-        panel_portable(xq, cols, scale, m, panel, nb, bp, y + r0, ldy, accumulate, ncols);
+    if (fast) {
+        panel_vnni(xq, cols, scale, offset, m, panel, nb, bias, y, ldy, accumulate, ncols, prefetch_end);
+        return;
     }
+#else
+    (void)fast;
+    (void)prefetch_end;
+#endif
+    (void)offset; // the portable path sums (q - 8) · qx directly
+    panel_portable(xq, cols, scale, m, panel, nb, bias, y, ldy, accumulate, ncols);
 }

@@ -12,6 +12,7 @@
 #include "ckernels.h"
 #include "ck_internal.h"
 #include "ck_many_rows.h"
+#include "panel_tile.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -108,8 +109,6 @@ static void quantize_row_portable(const float *x, size_t cols, int8_t *q, float 
 }
 
 #if CK_X86
-#include <immintrin.h>
-#define CK_T_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
 
 CK_T_AVX512 static void quantize_row_avx512(const float *x, size_t cols, int8_t *q, float *scale, int32_t *offset) {
     __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
@@ -180,138 +179,68 @@ static void panel_portable(const int8_t *xq, size_t cols, const float *scale, si
 }
 
 #if CK_X86
-#define QMR 6 // x rows per tile: 6 x 2 int32 and 6 x 2 float accumulators
-// Prefetch distance, measured on a decode step's products (Small-V shapes, 1 thread): 4 records
-// ahead 2.65 -> 2.2 ms at 1 row, 4.06 -> 2.84 ms at 8 rows; 2 and 8 records ahead are slower.
-#define PF_DIST (4 * RECORD_BYTES)
-
-// y[i, 0..32) (+)= f[i] + bias for the tile's M rows, the columns past the matrix masked off.
-CK_T_VNNI static inline __attribute__((always_inline)) void
-store_tile(const int M, __m512 f[][2], const float *bias, float *y, size_t ldy, int accumulate, __mmask16 m0,
-           __mmask16 m1) {
-    __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-    __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
-    for (int i = 0; i < M; i++) {
-        __m512 v0 = _mm512_add_ps(f[i][0], b0);
-        __m512 v1 = _mm512_add_ps(f[i][1], b1);
-        float *yr = y + i * ldy;
-        if (accumulate) {
-            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, yr));
-            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, yr + 16));
-        }
-        _mm512_mask_storeu_ps(yr, m0, v0);
-        _mm512_mask_storeu_ps(yr + 16, m1, v1);
-    }
-}
-
-CK_T_VNNI static inline __attribute__((always_inline)) void
-tile_vnni(const int M, const int8_t *xq, size_t ldq, const float *scale, const int32_t *offset, const uint8_t *panel,
-          size_t nb, const float *bias, float *y, size_t ldy, int accumulate, __mmask16 m0, __mmask16 m1,
-          const uint8_t *prefetch_end) {
-    __m512 f[QMR][2];
+// Up to 6 x rows: 6 x 2 int32 and 6 x 2 float accumulators, the panel's two 16-row halves at once.
+CK_T_VNNI CK_TILE_INLINE void tile_vnni(const int M, const int8_t *xq, size_t ldq, const float *scale,
+                                        const int32_t *offset, const uint8_t *panel, size_t nb, const float *bias,
+                                        float *y, size_t ldy, int accumulate, __mmask16 m0, __mmask16 m1,
+                                        const uint8_t *prefetch_end) {
+    __m512 f[6][2];
     for (int i = 0; i < M; i++) f[i][0] = f[i][1] = _mm512_setzero_ps();
     for (size_t b = 0; b < nb; b++) {
         const uint8_t *rec = panel + b * RECORD_BYTES;
         const int8_t *xb = xq + b * CK_Q8_0_BLOCK_VALUES;
-        // The first pass over a panel streams it from memory: ask for blocks a few records ahead
-        // (beyond the panel too, into the next one), more loads in flight than the hardware
-        // prefetcher keeps.
-        if (rec + PF_DIST < prefetch_end)
-            for (int l = 0; l < RECORD_BYTES / 64; l++) _mm_prefetch((const char *)rec + PF_DIST + 64 * l, _MM_HINT_T0);
-        __m512i a[QMR][2];
-        for (int i = 0; i < M; i++) a[i][0] = a[i][1] = _mm512_set1_epi32(-offset[i * nb + b]);
+        ck_panel_prefetch(rec, RECORD_BYTES, prefetch_end);
+        __m512i a[2][6];
+        for (int i = 0; i < M; i++) a[0][i] = a[1][i] = _mm512_set1_epi32(-offset[i * nb + b]);
         for (int s = 0; s < 8; s++) {
             __m512i w0 = _mm512_load_si512((const void *)(rec + s * STEP_BYTES));
             __m512i w1 = _mm512_load_si512((const void *)(rec + s * STEP_BYTES + 64));
             for (int i = 0; i < M; i++) {
-                int32_t four;
-                memcpy(&four, xb + i * ldq + 4 * s, 4);
-                __m512i xv = _mm512_set1_epi32(four);
-                a[i][0] = _mm512_dpbusd_epi32(a[i][0], w0, xv);
-                a[i][1] = _mm512_dpbusd_epi32(a[i][1], w1, xv);
+                __m512i xv = ck_panel_x4(xb, ldq, i, s);
+                a[0][i] = _mm512_dpbusd_epi32(a[0][i], w0, xv);
+                a[1][i] = _mm512_dpbusd_epi32(a[1][i], w1, xv);
             }
         }
-        __m512 d0 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(rec + QW_BYTES)));
-        __m512 d1 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(rec + QW_BYTES + 32)));
-        for (int i = 0; i < M; i++) {
-            __m512 s = _mm512_set1_ps(scale[i * nb + b]);
-            f[i][0] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[i][0]), d0), s, f[i][0]);
-            f[i][1] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[i][1]), d1), s, f[i][1]);
-        }
+        ck_panel_scale_half(M, f, a[0], 0, rec + QW_BYTES, scale, nb, b);
+        ck_panel_scale_half(M, f, a[1], 1, rec + QW_BYTES, scale, nb, b);
     }
-    store_tile(M, f, bias, y, ldy, accumulate, m0, m1);
+    ck_panel_store(M, f, bias, y, ldy, accumulate, m0, m1);
 }
 
-// Eight rows (a decode step of 8 sequences) in one pass over the panel: 8 x 2 int32 and 8 x 2
-// float accumulators do not fit the 32 registers, so each block is taken in its two halves of 16
-// output rows (one int32 accumulator per x row, reused); the block's 1 KiB record stays in L1
-// between the halves, and the panel streams from memory once instead of once per tile of 6.
+// Seven or eight rows (a decode step of 8 sequences) in one pass over the panel: 8 x 2 int32 and
+// 8 x 2 float accumulators do not fit the 32 registers, so each block is taken in its two halves
+// of 16 output rows (one int32 accumulator per x row, reused); the block's 1 KiB record stays in
+// L1 between the halves, and the panel streams from memory once instead of once per tile of 6.
 // Same float operations per output as tile_vnni, so the results are identical.
-CK_T_VNNI static inline __attribute__((always_inline)) void
-tile_vnni_halves(const int M, const int8_t *xq, size_t ldq, const float *scale, const int32_t *offset,
-                 const uint8_t *panel, size_t nb, const float *bias, float *y, size_t ldy, int accumulate,
-                 __mmask16 m0, __mmask16 m1, const uint8_t *prefetch_end) {
+CK_T_VNNI CK_TILE_INLINE void tile_vnni_halves(const int M, const int8_t *xq, size_t ldq, const float *scale,
+                                               const int32_t *offset, const uint8_t *panel, size_t nb,
+                                               const float *bias, float *y, size_t ldy, int accumulate,
+                                               __mmask16 m0, __mmask16 m1, const uint8_t *prefetch_end) {
     __m512 f[8][2];
     for (int i = 0; i < M; i++) f[i][0] = f[i][1] = _mm512_setzero_ps();
     for (size_t b = 0; b < nb; b++) {
         const uint8_t *rec = panel + b * RECORD_BYTES;
         const int8_t *xb = xq + b * CK_Q8_0_BLOCK_VALUES;
-        if (rec + PF_DIST < prefetch_end)
-            for (int l = 0; l < RECORD_BYTES / 64; l++) _mm_prefetch((const char *)rec + PF_DIST + 64 * l, _MM_HINT_T0);
+        ck_panel_prefetch(rec, RECORD_BYTES, prefetch_end);
         for (int h = 0; h < 2; h++) {
             __m512i a[8];
             for (int i = 0; i < M; i++) a[i] = _mm512_set1_epi32(-offset[i * nb + b]);
             for (int s = 0; s < 8; s++) {
                 __m512i w = _mm512_load_si512((const void *)(rec + s * STEP_BYTES + 64 * h));
-                for (int i = 0; i < M; i++) {
-                    int32_t four;
-                    memcpy(&four, xb + i * ldq + 4 * s, 4);
-                    a[i] = _mm512_dpbusd_epi32(a[i], w, _mm512_set1_epi32(four));
-                }
+                for (int i = 0; i < M; i++) a[i] = _mm512_dpbusd_epi32(a[i], w, ck_panel_x4(xb, ldq, i, s));
             }
-            __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(rec + QW_BYTES + 32 * h)));
-            for (int i = 0; i < M; i++)
-                f[i][h] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[i]), d), _mm512_set1_ps(scale[i * nb + b]),
-                                          f[i][h]);
+            ck_panel_scale_half(M, f, a, h, rec + QW_BYTES, scale, nb, b);
         }
     }
-    store_tile(M, f, bias, y, ldy, accumulate, m0, m1);
+    ck_panel_store(M, f, bias, y, ldy, accumulate, m0, m1);
 }
 
 CK_T_VNNI static void panel_vnni(const int8_t *xq, size_t cols, const float *scale, const int32_t *offset, size_t m,
                                  const uint8_t *panel, size_t nb, const float *bias, float *y, size_t ldy,
                                  int accumulate, size_t ncols, const uint8_t *prefetch_end) {
-    __mmask16 m0 = (__mmask16)(ncols >= 16 ? 0xffffu : (1u << ncols) - 1);
-    __mmask16 m1 = (__mmask16)(ncols >= 32 ? 0xffffu : ncols > 16 ? (1u << (ncols - 16)) - 1 : 0);
-    // Decode batches (up to 16 rows): tiles of 8 rows in one pass each. Prefill and vision rows
-    // keep the tiles of 6 (measured no faster in eights, Small-V vision and prefill).
-    size_t start = 0;
-    while (m <= 16 && m - start >= 7) {
-        const uint8_t *pf = start == 0 ? prefetch_end : panel;
-        size_t mg = m - start >= 8 ? 8 : 7;
-        if (mg == 8)
-            tile_vnni_halves(8, xq + start * cols, cols, scale + start * nb, offset + start * nb, panel, nb, bias,
-                             y + start * ldy, ldy, accumulate, m0, m1, pf);
-        else
-            tile_vnni_halves(7, xq + start * cols, cols, scale + start * nb, offset + start * nb, panel, nb, bias,
-                             y + start * ldy, ldy, accumulate, m0, m1, pf);
-        start += mg;
-    }
-    for (size_t i0 = start; i0 < m; i0 += QMR) {
-        size_t mg = m - i0 < QMR ? m - i0 : QMR;
-        const int8_t *xi = xq + i0 * cols;
-        const float *si = scale + i0 * nb;
-        const int32_t *oi = offset + i0 * nb;
-        float *yi = y + i0 * ldy;
-        switch (mg) {
-        case 1: tile_vnni(1, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, i0 == 0 ? prefetch_end : panel); break;
-        case 2: tile_vnni(2, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, i0 == 0 ? prefetch_end : panel); break;
-        case 3: tile_vnni(3, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, i0 == 0 ? prefetch_end : panel); break;
-        case 4: tile_vnni(4, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, i0 == 0 ? prefetch_end : panel); break;
-        case 5: tile_vnni(5, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, i0 == 0 ? prefetch_end : panel); break;
-        default: tile_vnni(QMR, xi, cols, si, oi, panel, nb, bias, yi, ldy, accumulate, m0, m1, i0 == 0 ? prefetch_end : panel); break;
-        }
-    }
+    CK_PANEL_MASKS(ncols, m0, m1);
+    CK_PANEL_TILES(tile_vnni_halves, tile_vnni, xq, cols, scale, offset, m, panel, nb, bias, y, ldy, accumulate, m0, m1,
+                   prefetch_end);
 }
 #endif
 
@@ -324,33 +253,35 @@ static int use_vnni(int isa) {
 #endif
 }
 
+static void q8_panel(int fast, const int8_t *xq, size_t cols, const float *scale, const int32_t *offset, size_t m,
+                     const uint8_t *panel, size_t nb, const float *bias, float *y, size_t ldy, int accumulate,
+                     size_t ncols, const uint8_t *prefetch_end) {
+#if CK_X86
+    if (fast) {
+        panel_vnni(xq, cols, scale, offset, m, panel, nb, bias, y, ldy, accumulate, ncols, prefetch_end);
+        return;
+    }
+#else
+    (void)fast;
+    (void)prefetch_end;
+#endif
+    (void)offset; // the portable path sums qw · qx directly: no offset to cancel
+    panel_portable(xq, cols, scale, m, panel, nb, bias, y, ldy, accumulate, ncols);
+}
+
 static void run_panels(int fast, int format, const void *packed, size_t rows, size_t cols, const int8_t *xq,
                        const float *scale, const int32_t *offset, size_t m, const float *bias, float *y, size_t ldy,
                        int accumulate, size_t panel_begin, size_t panel_end) {
-    if (format == CK_FORMAT_Q4_0) {
-        ck_q4_run_panels(fast, packed, rows, cols, xq, scale, offset, m, bias, y, ldy, accumulate, panel_begin,
-                         panel_end);
-        return;
-    }
-    size_t nb = cols / CK_Q8_0_BLOCK_VALUES, panel_bytes = ck_q8_panel_bytes(cols);
+    int q4 = format == CK_FORMAT_Q4_0;
+    ck_panel_fn run = q4 ? ck_q4_panel : q8_panel;
+    size_t nb = cols / CK_Q8_0_BLOCK_VALUES, panel_bytes = q4 ? ck_q4_panel_bytes(cols) : ck_q8_panel_bytes(cols);
+    const uint8_t *prefetch_end = (const uint8_t *)packed + panel_end * panel_bytes;
     for (size_t p = panel_begin; p < panel_end; p++) {
         size_t r0 = p * P;
         if (r0 >= rows) break;
         size_t ncols = rows - r0 < P ? rows - r0 : P;
-        const uint8_t *panel = (const uint8_t *)packed + p * panel_bytes;
-        const float *bp = bias ? bias + r0 : NULL;
-#if CK_X86
-        if (fast) {
-            panel_vnni(xq, cols, scale, offset, m, panel, nb, bp, y + r0, ldy, accumulate, ncols,
-                       (const uint8_t *)packed + panel_end * panel_bytes);
-            continue;
-        }
-#else
-        (void)fast;
-#endif
-        // The portable path sums qw · qx directly: no offset to cancel.
-        (void)offset;
-        panel_portable(xq, cols, scale, m, panel, nb, bp, y + r0, ldy, accumulate, ncols);
+        run(fast, xq, cols, scale, offset, m, (const uint8_t *)packed + p * panel_bytes, nb, bias ? bias + r0 : NULL,
+            y + r0, ldy, accumulate, ncols, prefetch_end);
     }
 }
 
