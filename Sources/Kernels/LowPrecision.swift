@@ -163,48 +163,46 @@ public enum LowPrecision {
 
     /// float32 -> Q8_0 blocks (34 bytes per 32 values), bit-exact with gguf-py for finite input.
     public static func q8_0Blocks(_ values: [Float]) throws(LowPrecisionError) -> [UInt8] {
-        guard values.count % 32 == 0 else {
-            throw LowPrecisionError("Q8_0 needs a multiple of 32 values, got \(values.count)")
-        }
-        var out = [UInt8](repeating: 0, count: values.count / 32 * 34)
-        values.withUnsafeBufferPointer { src in
-            out.withUnsafeMutableBytes { dst in ck_f32_to_q8_0(src.baseAddress, dst.baseAddress, src.count) }
-        }
-        return out
+        try blocks(values, format: "Q8_0", blockBytes: 34, ck_f32_to_q8_0)
     }
 
     /// Q8_0 blocks -> float32 (d * q, exact).
     public static func floats(q8_0Blocks bytes: [UInt8]) throws(LowPrecisionError) -> [Float] {
-        guard bytes.count % 34 == 0 else {
-            throw LowPrecisionError("Q8_0 data must be whole 34-byte blocks, got \(bytes.count) bytes")
-        }
-        var out = [Float](repeating: 0, count: bytes.count / 34 * 32)
-        bytes.withUnsafeBytes { src in
-            out.withUnsafeMutableBufferPointer { dst in ck_q8_0_to_f32(src.baseAddress, dst.baseAddress, dst.count) }
-        }
-        return out
+        try floats(bytes, format: "Q8_0", blockBytes: 34, ck_q8_0_to_f32)
     }
 
     /// float32 -> Q4_0 blocks (18 bytes per 32 values), bit-exact with gguf-py for finite input.
     public static func q4_0Blocks(_ values: [Float]) throws(LowPrecisionError) -> [UInt8] {
-        guard values.count % 32 == 0 else {
-            throw LowPrecisionError("Q4_0 needs a multiple of 32 values, got \(values.count)")
-        }
-        var out = [UInt8](repeating: 0, count: values.count / 32 * 18)
-        values.withUnsafeBufferPointer { src in
-            out.withUnsafeMutableBytes { dst in ck_f32_to_q4_0(src.baseAddress, dst.baseAddress, src.count) }
-        }
-        return out
+        try blocks(values, format: "Q4_0", blockBytes: 18, ck_f32_to_q4_0)
     }
 
     /// Q4_0 blocks -> float32 (d * (q - 8), exact).
     public static func floats(q4_0Blocks bytes: [UInt8]) throws(LowPrecisionError) -> [Float] {
-        guard bytes.count % 18 == 0 else {
-            throw LowPrecisionError("Q4_0 data must be whole 18-byte blocks, got \(bytes.count) bytes")
+        try floats(bytes, format: "Q4_0", blockBytes: 18, ck_q4_0_to_f32)
+    }
+
+    /// Blocks of 32 values, `blockBytes` each, written by a C quantiser.
+    private static func blocks(_ values: [Float], format: String, blockBytes: Int,
+                               _ quantize: (UnsafePointer<Float>?, UnsafeMutableRawPointer?, Int) -> Void) throws(LowPrecisionError) -> [UInt8] {
+        guard values.count % 32 == 0 else {
+            throw LowPrecisionError("\(format) needs a multiple of 32 values, got \(values.count)")
         }
-        var out = [Float](repeating: 0, count: bytes.count / 18 * 32)
+        var out = [UInt8](repeating: 0, count: values.count / 32 * blockBytes)
+        values.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBytes { dst in quantize(src.baseAddress, dst.baseAddress, src.count) }
+        }
+        return out
+    }
+
+    /// Whole blocks of 32 values, `blockBytes` each, expanded by a C dequantiser.
+    private static func floats(_ bytes: [UInt8], format: String, blockBytes: Int,
+                               _ expand: (UnsafeRawPointer?, UnsafeMutablePointer<Float>?, Int) -> Void) throws(LowPrecisionError) -> [Float] {
+        guard bytes.count % blockBytes == 0 else {
+            throw LowPrecisionError("\(format) data must be whole \(blockBytes)-byte blocks, got \(bytes.count) bytes")
+        }
+        var out = [Float](repeating: 0, count: bytes.count / blockBytes * 32)
         bytes.withUnsafeBytes { src in
-            out.withUnsafeMutableBufferPointer { dst in ck_q4_0_to_f32(src.baseAddress, dst.baseAddress, dst.count) }
+            out.withUnsafeMutableBufferPointer { dst in expand(src.baseAddress, dst.baseAddress, dst.count) }
         }
         return out
     }
