@@ -113,39 +113,16 @@ static void panel_portable(const int8_t *xq, size_t cols, const float *scale, si
 }
 
 #if CK_X86
-// Up to 8 x rows, both 16-row halves of each step at once: the step's 64 bytes are unpacked and
-// each x value broadcast once. Up to 6 rows every accumulator is a register; at 7-8 rows the
-// 8 x 2 int32 accumulators stay in registers and the float ones (touched once per block) may be
-// kept in L1 (measured the same or slightly faster than the Q8_0 panels' tile by halves at m = 8
-// on a loaded machine: 6.4-7.5 against 7.1-8.5 ms for MiniMind2-V's step). Same float operations
-// per output as the Q8_0 tiles.
+// Up to 8 x rows, both 16-row halves of each step at once: each step's 64 bytes are unpacked and
+// each x value broadcast once. At 7-8 rows the 8 x 2 int32 accumulators stay in registers and the
+// float ones (touched once per block) may be kept in L1 (measured the same or slightly faster than
+// the Q8_0 panels' tile by halves at m = 8 on a loaded machine: 6.4-7.5 against 7.1-8.5 ms for
+// MiniMind2-V's step). Same float operations per output as the Q8_0 tiles.
 CK_T_VNNI CK_TILE_INLINE void tile_vnni(const int M, const int8_t *xq, size_t ldq, const float *scale,
                                         const int32_t *offset, const uint8_t *panel, size_t nb, const float *bias,
                                         float *y, size_t ldy, int accumulate, __mmask16 m0, __mmask16 m1,
                                         const uint8_t *prefetch_end) {
-    const __m512i nibble = _mm512_set1_epi8(0x0F);
-    __m512 f[8][2];
-    for (int i = 0; i < M; i++) f[i][0] = f[i][1] = _mm512_setzero_ps();
-    for (size_t b = 0; b < nb; b++) {
-        const uint8_t *rec = panel + b * RECORD_BYTES;
-        const int8_t *xb = xq + b * CK_Q8_0_BLOCK_VALUES;
-        ck_panel_prefetch(rec, RECORD_BYTES, prefetch_end);
-        __m512i a[2][8];
-        for (int i = 0; i < M; i++) a[0][i] = a[1][i] = _mm512_set1_epi32(-(offset[i * nb + b] / 16));
-        for (int s = 0; s < 8; s++) {
-            __m512i v = _mm512_load_si512((const void *)(rec + s * STEP_BYTES));
-            __m512i w0 = _mm512_and_si512(v, nibble);
-            __m512i w1 = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
-            for (int i = 0; i < M; i++) {
-                __m512i xv = ck_panel_x4(xb, ldq, i, s);
-                a[0][i] = _mm512_dpbusd_epi32(a[0][i], w0, xv);
-                a[1][i] = _mm512_dpbusd_epi32(a[1][i], w1, xv);
-            }
-        }
-        ck_panel_scale_half(M, f, a[0], 0, rec + QW_BYTES, scale, nb, b);
-        ck_panel_scale_half(M, f, a[1], 1, rec + QW_BYTES, scale, nb, b);
-    }
-    ck_panel_store(M, f, bias, y, ldy, accumulate, m0, m1);
+    ck_panel_tile(1, M, xq, ldq, scale, offset, panel, nb, bias, y, ldy, accumulate, m0, m1, prefetch_end);
 }
 
 CK_T_VNNI static void panel_vnni(const int8_t *xq, size_t cols, const float *scale, const int32_t *offset, size_t m,

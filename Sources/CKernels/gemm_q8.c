@@ -184,27 +184,7 @@ CK_T_VNNI CK_TILE_INLINE void tile_vnni(const int M, const int8_t *xq, size_t ld
                                         const int32_t *offset, const uint8_t *panel, size_t nb, const float *bias,
                                         float *y, size_t ldy, int accumulate, __mmask16 m0, __mmask16 m1,
                                         const uint8_t *prefetch_end) {
-    __m512 f[6][2];
-    for (int i = 0; i < M; i++) f[i][0] = f[i][1] = _mm512_setzero_ps();
-    for (size_t b = 0; b < nb; b++) {
-        const uint8_t *rec = panel + b * RECORD_BYTES;
-        const int8_t *xb = xq + b * CK_Q8_0_BLOCK_VALUES;
-        ck_panel_prefetch(rec, RECORD_BYTES, prefetch_end);
-        __m512i a[2][6];
-        for (int i = 0; i < M; i++) a[0][i] = a[1][i] = _mm512_set1_epi32(-offset[i * nb + b]);
-        for (int s = 0; s < 8; s++) {
-            __m512i w0 = _mm512_load_si512((const void *)(rec + s * STEP_BYTES));
-            __m512i w1 = _mm512_load_si512((const void *)(rec + s * STEP_BYTES + 64));
-            for (int i = 0; i < M; i++) {
-                __m512i xv = ck_panel_x4(xb, ldq, i, s);
-                a[0][i] = _mm512_dpbusd_epi32(a[0][i], w0, xv);
-                a[1][i] = _mm512_dpbusd_epi32(a[1][i], w1, xv);
-            }
-        }
-        ck_panel_scale_half(M, f, a[0], 0, rec + QW_BYTES, scale, nb, b);
-        ck_panel_scale_half(M, f, a[1], 1, rec + QW_BYTES, scale, nb, b);
-    }
-    ck_panel_store(M, f, bias, y, ldy, accumulate, m0, m1);
+    ck_panel_tile(0, M, xq, ldq, scale, offset, panel, nb, bias, y, ldy, accumulate, m0, m1, prefetch_end);
 }
 
 // Seven or eight rows (a decode step of 8 sequences) in one pass over the panel: 8 x 2 int32 and

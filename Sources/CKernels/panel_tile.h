@@ -4,6 +4,7 @@
 // scales, so only the integer part differs.
 #pragma once
 #include "ck_internal.h"
+#include "ck_many_rows.h"
 
 #if CK_X86
 #include <immintrin.h>
@@ -56,6 +57,47 @@ CK_T_VNNI CK_TILE_INLINE void ck_panel_store(const int M, __m512 f[][2], const f
         _mm512_mask_storeu_ps(yr, m0, v0);
         _mm512_mask_storeu_ps(yr + 16, m1, v1);
     }
+}
+
+// Up to 8 x rows times one panel, both 16-row halves of each step at once (up to 6 rows every
+// accumulator is a register; at 7-8 the float ones may live in L1). Q4 is a constant after
+// inlining: the Q8_0 record's step is two 64-byte vectors of unsigned bytes (q + 128), the Q4_0
+// record's one vector of nibbles (q + 8: low nibbles rows 0-15, high 16-31), whose correction is
+// the Q8_0 offset / 16. Both records end with the 32 float16 scales.
+CK_T_VNNI CK_TILE_INLINE void ck_panel_tile(const int Q4, const int M, const int8_t *xq, size_t ldq, const float *scale,
+                                            const int32_t *offset, const uint8_t *panel, size_t nb, const float *bias,
+                                            float *y, size_t ldy, int accumulate, __mmask16 m0, __mmask16 m1,
+                                            const uint8_t *prefetch_end) {
+    const size_t step_bytes = Q4 ? 64 : 128, record_bytes = Q4 ? CK_Q4_PANEL_BLOCK_BYTES : CK_Q8_PANEL_BLOCK_BYTES;
+    const __m512i nibble = _mm512_set1_epi8(0x0F);
+    __m512 f[8][2];
+    for (int i = 0; i < M; i++) f[i][0] = f[i][1] = _mm512_setzero_ps();
+    for (size_t b = 0; b < nb; b++) {
+        const uint8_t *rec = panel + b * record_bytes;
+        const int8_t *xb = xq + b * 32;
+        ck_panel_prefetch(rec, record_bytes, prefetch_end);
+        __m512i a[2][8];
+        for (int i = 0; i < M; i++) a[0][i] = a[1][i] = _mm512_set1_epi32(-(Q4 ? offset[i * nb + b] / 16 : offset[i * nb + b]));
+        for (int s = 0; s < 8; s++) {
+            __m512i w0, w1;
+            if (Q4) {
+                __m512i v = _mm512_load_si512((const void *)(rec + s * step_bytes));
+                w0 = _mm512_and_si512(v, nibble);
+                w1 = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+            } else {
+                w0 = _mm512_load_si512((const void *)(rec + s * step_bytes));
+                w1 = _mm512_load_si512((const void *)(rec + s * step_bytes + 64));
+            }
+            for (int i = 0; i < M; i++) {
+                __m512i xv = ck_panel_x4(xb, ldq, i, s);
+                a[0][i] = _mm512_dpbusd_epi32(a[0][i], w0, xv);
+                a[1][i] = _mm512_dpbusd_epi32(a[1][i], w1, xv);
+            }
+        }
+        ck_panel_scale_half(M, f, a[0], 0, rec + 8 * step_bytes, scale, nb, b);
+        ck_panel_scale_half(M, f, a[1], 1, rec + 8 * step_bytes, scale, nb, b);
+    }
+    ck_panel_store(M, f, bias, y, ldy, accumulate, m0, m1);
 }
 
 // Masks of a panel's first and second 16 output rows that exist (ncols of 32).
