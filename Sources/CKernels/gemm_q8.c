@@ -265,21 +265,13 @@ static void run_panels(int fast, int format, const void *packed, size_t rows, si
     }
 }
 
-int ck_q8_packed_panels(int isa, const void *packed, size_t rows, size_t cols, const int8_t *xq,
-                        const float *scale, const int32_t *offset, size_t m, const float *bias, float *y,
-                        size_t ldy, int accumulate, size_t panel_begin, size_t panel_end) {
+int ck_packed_panels(int isa, int format, const void *packed, size_t rows, size_t cols, const int8_t *xq,
+                     const float *scale, const int32_t *offset, size_t m, const float *bias, float *y, size_t ldy,
+                     int accumulate, size_t panel_begin, size_t panel_end) {
     if (cols == 0 || cols % CK_Q8_0_BLOCK_VALUES) return -1;
-    run_panels(use_vnni(isa), CK_FORMAT_Q8_0, packed, rows, cols, xq, scale, offset, m, bias, y, ldy, accumulate,
-               panel_begin, panel_end);
-    return 0;
-}
-
-int ck_q4_packed_panels(int isa, const void *packed, size_t rows, size_t cols, const int8_t *xq,
-                        const float *scale, const int32_t *offset, size_t m, const float *bias, float *y,
-                        size_t ldy, int accumulate, size_t panel_begin, size_t panel_end) {
-    if (cols == 0 || cols % CK_Q8_0_BLOCK_VALUES) return -1;
-    run_panels(use_vnni(isa), CK_FORMAT_Q4_0, packed, rows, cols, xq, scale, offset, m, bias, y, ldy, accumulate,
-               panel_begin, panel_end);
+    if (format != CK_FORMAT_Q8_0 && format != CK_FORMAT_Q4_0) return -1;
+    run_panels(use_vnni(isa), format, packed, rows, cols, xq, scale, offset, m, bias, y, ldy, accumulate, panel_begin,
+               panel_end);
     return 0;
 }
 

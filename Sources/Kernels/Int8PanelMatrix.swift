@@ -39,7 +39,8 @@ public struct Int8PanelMatrix: @unchecked Sendable {
         }
         let segmentRows = matrix.rows / segments, columns = matrix.columns
         let format = matrix.format
-        let segmentBytes = format == .q4_0 ? ck_q4_packed_bytes(segmentRows, columns) : ck_q8_packed_bytes(segmentRows, columns)
+        let layout = PanelLayout(format)
+        let segmentBytes = layout.packedBytes(segmentRows, columns)
         let rowBytes = matrix.byteCount / max(matrix.rows, 1)
         let storage = PanelStorage(byteCount: segmentBytes * segments)
         let panelsPerSegment = (segmentRows + Self.panelRows - 1) / Self.panelRows
@@ -51,8 +52,7 @@ public struct Int8PanelMatrix: @unchecked Sendable {
                 let segment = task / chunksPerSegment, first = (task % chunksPerSegment) * chunk
                 let from = source + segment * segmentRows * rowBytes, to = storage.memory + segment * segmentBytes
                 let last = min(first + chunk, panelsPerSegment)
-                _ = format == .q4_0 ? ck_q4_pack_panels(from, segmentRows, columns, to, first, last)
-                    : ck_q8_pack_panels(from, segmentRows, columns, to, first, last)
+                _ = layout.pack(from, segmentRows, columns, to, first, last)
             }
             let tasks = segments * chunksPerSegment
             if let pool, tasks > 1 { pool.parallelFor(tasks, pack) } else { for t in 0..<tasks { pack(t) } }
@@ -99,11 +99,11 @@ public struct Int8PanelMatrix: @unchecked Sendable {
         let isa = path?.rawValue ?? -1, n = rows, weights = base, (count, bytes) = segments
         let segmentRows = rows / count, perSegment = (segmentRows + Self.panelRows - 1) / Self.panelRows
         let chunkRows = Self.rowChunk(columns: k, rows: m), panels = count * perSegment, blocks = k / 32
-        let kernel = format == .q4_0 ? ck_q4_packed_panels : ck_q8_packed_panels
+        let tag = format.tag
         let run = { (task: Int) in
             let r0 = (task / panels) * chunkRows, mr = min(chunkRows, m - r0), p = task % panels
             let segment = p / perSegment, panel = p % perSegment, first = segment * segmentRows
-            _ = kernel(isa, weights + segment * bytes, segmentRows, k, q.values + r0 * k, q.scales + r0 * blocks,
+            _ = ck_packed_panels(isa, tag, weights + segment * bytes, segmentRows, k, q.values + r0 * k, q.scales + r0 * blocks,
                        q.offsets + r0 * blocks, mr, bias.map { $0 + first }, out + r0 * n + first, n,
                        accumulate ? 1 : 0, panel, panel + 1)
         }
@@ -142,8 +142,7 @@ public struct Int8PanelMatrix: @unchecked Sendable {
         let run = { (task: Int) in
             let r0 = (task / panels.count) * chunkRows, mr = min(chunkRows, m - r0)
             let (product, panel) = panels[task % panels.count], n = product.matrix.rows
-            let kernel = product.matrix.format == .q4_0 ? ck_q4_packed_panels : ck_q8_packed_panels
-            _ = kernel(isa, product.matrix.base, n, k, q.values + r0 * k, q.scales + r0 * blocks,
+            _ = ck_packed_panels(isa, product.matrix.format.tag, product.matrix.base, n, k, q.values + r0 * k, q.scales + r0 * blocks,
                        q.offsets + r0 * blocks, mr, product.bias, product.output + r0 * n, n,
                        product.accumulate ? 1 : 0, panel, panel + 1)
         }
@@ -175,11 +174,7 @@ public struct Int8PanelMatrix: @unchecked Sendable {
             let lo = max(range.lowerBound, first), hi = min(range.upperBound, first + segmentRows)
             guard lo < hi else { continue }
             let from = base + segment * bytes, to = destination + (lo - range.lowerBound) * columns
-            if format == .q4_0 {
-                ck_q4_packed_expand_rows(from, columns, lo - first, hi - first, to)
-            } else {
-                ck_q8_packed_expand_rows(from, columns, lo - first, hi - first, to)
-            }
+            PanelLayout(format).expand(from, columns, lo - first, hi - first, to)
         }
     }
 
@@ -190,6 +185,25 @@ public struct Int8PanelMatrix: @unchecked Sendable {
             if let base = p.baseAddress { expandRows(range, into: base) }
         }
         return out
+    }
+}
+
+/// The C functions of one panel layout (Q8_0: int8 records; Q4_0: two rows' nibbles a byte).
+private struct PanelLayout {
+    let packedBytes: (Int, Int) -> Int
+    let pack: (UnsafeRawPointer?, Int, Int, UnsafeMutableRawPointer?, Int, Int) -> Int32
+    let expand: (UnsafeRawPointer?, Int, Int, Int, UnsafeMutablePointer<Float>?) -> Void
+
+    init(_ format: WeightFormat) {
+        if format == .q4_0 {
+            packedBytes = ck_q4_packed_bytes
+            pack = ck_q4_pack_panels
+            expand = ck_q4_packed_expand_rows
+        } else {
+            packedBytes = ck_q8_packed_bytes
+            pack = ck_q8_pack_panels
+            expand = ck_q8_packed_expand_rows
+        }
     }
 }
 

@@ -51,7 +51,7 @@ extern "C" {
 // vpdpbusd (see gemm_q8.c): the same int8 values and float16 scales, the same number of bytes
 // per 32 rows as the Q8_0 rows, 64-byte aligned records. The packed copy replaces the original.
 
-/// 1 when ck_q8_packed_panels has a fast path on this CPU (AVX512-VNNI), 0 when it runs portable C.
+/// 1 when ck_packed_panels has a fast path on this CPU (AVX512-VNNI), 0 when it runs portable C.
 int ck_q8_gemm_fast(void);
 
 /// Output rows per panel (one task's unit of work).
@@ -81,12 +81,13 @@ void ck_q8_quantize_rows(const float *x, size_t ldx, size_t m, size_t cols, int8
                          int32_t *offset);
 
 /// Output columns [32·panel_begin, min(32·panel_end, rows)) of y (m rows, `ldy` apart) for
-/// xq/scale/offset from ck_q8_quantize_rows and W packed by ck_q8_pack_panels. accumulate != 0
-/// adds to y. `bias` may be NULL. `isa` as for ck_matmul (the VNNI path needs CK_ISA_AVX512 and
-/// VNNI; CK_ISA_PORTABLE runs the portable C). Returns 0, or -1 when cols is 0 or not a multiple of 32.
-int ck_q8_packed_panels(int isa, const void *packed, size_t rows, size_t cols, const int8_t *xq,
-                        const float *scale, const int32_t *offset, size_t m, const float *bias, float *y,
-                        size_t ldy, int accumulate, size_t panel_begin, size_t panel_end);
+/// xq/scale/offset from ck_q8_quantize_rows and W packed by ck_q8_pack_panels (format
+/// CK_FORMAT_Q8_0) or ck_q4_pack_panels (CK_FORMAT_Q4_0). accumulate != 0 adds to y. `bias` may be
+/// NULL. `isa` as for ck_matmul (the VNNI path needs CK_ISA_AVX512 and VNNI; CK_ISA_PORTABLE runs
+/// the portable C). Returns 0, or -1 when cols is 0 or not a multiple of 32, or another format.
+int ck_packed_panels(int isa, int format, const void *packed, size_t rows, size_t cols, const int8_t *xq,
+                     const float *scale, const int32_t *offset, size_t m, const float *bias, float *y, size_t ldy,
+                     int accumulate, size_t panel_begin, size_t panel_end);
 
 // ---- Q4_0 weights in 4-bit panels (gemm_q4.c) ------------------------------------------------
 //
@@ -105,10 +106,6 @@ size_t ck_q4_packed_bytes(size_t rows, size_t cols);
 int ck_q4_pack_panels(const void *w, size_t rows, size_t cols, void *packed, size_t panel_begin, size_t panel_end);
 /// Rows [row_begin, row_end) of a packed Q4_0 matrix as float32 (d · (q - 8), exactly as ck_q4_0_to_f32).
 void ck_q4_packed_expand_rows(const void *packed, size_t cols, size_t row_begin, size_t row_end, float *dst);
-/// ck_q8_packed_panels for W packed by ck_q4_pack_panels.
-int ck_q4_packed_panels(int isa, const void *packed, size_t rows, size_t cols, const int8_t *xq,
-                        const float *scale, const int32_t *offset, size_t m, const float *bias, float *y,
-                        size_t ldy, int accumulate, size_t panel_begin, size_t panel_end);
 
 /// One product y[i, r] (+)= Σ_k x[i, k] · W[r, k] (+ bias[r]) of a ck_q8_packed_many job.
 typedef struct {
