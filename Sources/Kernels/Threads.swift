@@ -5,7 +5,8 @@ import Synchronization
 import Glibc
 #endif
 
-private let configuredThreads = Mutex<Int?>(nil)
+/// 0 until `setThreadCount`; read on every product (`DecodePool.shared`), hence an atomic.
+private let configuredThreads = Atomic<Int>(0)
 
 extension Kernels {
     /// Processor cores available to this process (the OpenBLAS default).
@@ -20,12 +21,15 @@ extension Kernels {
 
     /// Threads of the compute pools that run every product, split by output columns (all cores
     /// unless set). Process-wide.
-    public static var threadCount: Int { configuredThreads.withLock { $0 } ?? coreCount }
+    public static var threadCount: Int {
+        let configured = configuredThreads.load(ordering: .relaxed)
+        return configured > 0 ? configured : coreCount
+    }
 
     /// Sets the compute thread count (process-wide); values below 1 mean "all cores". OpenBLAS
     /// itself is made single-threaded: each pool thread calls it on its share of a product.
     public static func setThreadCount(_ count: Int) {
-        configuredThreads.withLock { $0 = count >= 1 ? count : coreCount }
+        configuredThreads.store(count >= 1 ? count : coreCount, ordering: .relaxed)
         openblas_set_num_threads(1)
     }
 
