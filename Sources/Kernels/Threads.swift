@@ -9,15 +9,17 @@ import Glibc
 private let configuredThreads = Atomic<Int>(0)
 
 extension Kernels {
-    /// Processor cores available to this process (the OpenBLAS default).
-    public static var coreCount: Int {
+    /// Processor cores available to this process (the OpenBLAS default), read once: glibc answers
+    /// `sysconf(_SC_NPROCESSORS_ONLN)` by opening and parsing /sys/devices/system/cpu/online, and
+    /// `threadCount` is read on every product (it was 8 % of a batch-8 decode step's samples).
+    public static let coreCount: Int = {
         #if canImport(Glibc)
         let n = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         return max(1, n)
         #else
         return 1
         #endif
-    }
+    }()
 
     /// Threads of the compute pools that run every product, split by output columns (all cores
     /// unless set). Process-wide.
