@@ -90,7 +90,7 @@ typedef struct {
     size_t heads, kv_heads, head_dim;
     float scale;
     int path;
-    int kv_format; // CK_FORMAT_F32 or CK_FORMAT_F16
+    int kv_format; // CK_FORMAT_F32, CK_FORMAT_F16 or CK_FORMAT_I8
 } attention_job;
 
 // Scores -> probabilities in place over `n` values (float32, max-subtracted as PyTorch does).
@@ -104,10 +104,14 @@ static void softmax_portable(float *s, size_t n) {
 }
 
 // Element d of cache row t (keys or values) of KV head kvh, as float32.
-static inline float kv_at(const attention_job *j, const ck_attention_query *q, const void *rows, size_t t, size_t kvh,
-                          size_t d) {
+static inline float kv_at(const attention_job *j, const ck_attention_query *q, const void *rows, const float *scales,
+                          size_t t, size_t kvh, size_t d) {
     size_t i = t * q->row_stride + kvh * q->head_stride + d;
-    return j->kv_format == CK_FORMAT_F16 ? ck_f16_to_f32_scalar(((const uint16_t *)rows)[i]) : ((const float *)rows)[i];
+    switch (j->kv_format) {
+    case CK_FORMAT_F16: return ck_f16_to_f32_scalar(((const uint16_t *)rows)[i]);
+    case CK_FORMAT_I8: return scales[(i - d) / j->head_dim] * (float)((const int8_t *)rows)[i];
+    default: return ((const float *)rows)[i];
+    }
 }
 
 static void attend_portable(const attention_job *j, const ck_attention_query *q, size_t kvh, float *scores) {
@@ -118,14 +122,14 @@ static void attend_portable(const attention_job *j, const ck_attention_query *q,
         float *s = scores + g * n;
         for (size_t t = 0; t < n; t++) {
             float dot = 0.0f;
-            for (size_t d = 0; d < hd; d++) dot += qh[d] * kv_at(j, q, q->keys, t, kvh, d);
+            for (size_t d = 0; d < hd; d++) dot += qh[d] * kv_at(j, q, q->keys, q->key_scales, t, kvh, d);
             s[t] = dot * j->scale;
         }
         softmax_portable(s, n);
         float *o = q->out + h * hd;
         for (size_t d = 0; d < hd; d++) o[d] = 0.0f;
         for (size_t t = 0; t < n; t++)
-            for (size_t d = 0; d < hd; d++) o[d] += s[t] * kv_at(j, q, q->values, t, kvh, d);
+            for (size_t d = 0; d < hd; d++) o[d] += s[t] * kv_at(j, q, q->values, q->value_scales, t, kvh, d);
     }
 }
 
@@ -179,30 +183,36 @@ CK_T_AVX512 static inline __m512 reduce16x16(const __m512 a[16]) {
                          _mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-// Sixteen cache values from `p` (element index), float32 or float16 widened in registers.
-CK_T_AVX512 static inline __attribute__((always_inline)) __m512 kv_load16(const void *p, size_t i, const int f16) {
-    return f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i)))
-               : _mm512_loadu_ps((const float *)p + i);
+// How the AVX-512 attention reads a cache: the format is a constant after inlining.
+enum { KV_F32 = 0, KV_F16 = 1, KV_I8 = 2 };
+
+// Sixteen cache values from `p` (element index), widened to float32 in registers (int8 unscaled).
+CK_T_AVX512 static inline __attribute__((always_inline)) __m512 kv_load16(const void *p, size_t i, const int kv) {
+    if (kv == KV_F16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i)));
+    if (kv == KV_I8) return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((const int8_t *)p + i))));
+    return _mm512_loadu_ps((const float *)p + i);
 }
 
 // out[g] += Σ_t p[g][t] v_t for GN query heads of one KV head: GN x CH accumulators stay in
 // registers (CH and GN are constants after inlining), each value row is loaded once for them.
 CK_T_AVX512 static inline __attribute__((always_inline)) void
-weigh_values(const void *values, size_t row_stride, size_t n, const float *p, size_t pn, float *out, size_t hd,
-             const int CH, const int GN, const int f16) {
+weigh_values(const void *values, const float *scales, size_t scale_stride, size_t row_stride, size_t n, const float *p,
+             size_t pn, float *out, size_t hd, const int CH, const int GN, const int kv) {
     __m512 acc[4][CK_ATT_MAX_CHUNKS];
     for (int g = 0; g < GN; g++)
         for (int c = 0; c < CH; c++) acc[g][c] = _mm512_setzero_ps();
-    const size_t row_bytes = (size_t)CH * 16 * (f16 ? 2 : 4), elem = f16 ? 2 : 4;
+    const size_t elem = kv == KV_I8 ? 1 : kv == KV_F16 ? 2 : 4, row_bytes = (size_t)CH * 16 * elem;
     for (size_t t = 0; t < n; t++) {
         const size_t at = t * row_stride;
         // Values stream from memory once a batch's caches outgrow the L3 cache: ask ahead.
         for (size_t l = 0; l < row_bytes; l += 64)
             _mm_prefetch((const char *)values + (at + 16 * row_stride) * elem + l, _MM_HINT_T0);
         __m512 w[4];
-        for (int g = 0; g < GN; g++) w[g] = _mm512_set1_ps(p[g * pn + t]);
+        // An int8 row's scale folds into its weights.
+        const float rs = kv == KV_I8 ? scales[t * scale_stride] : 1.0f;
+        for (int g = 0; g < GN; g++) w[g] = _mm512_set1_ps(p[g * pn + t] * rs);
         for (int c = 0; c < CH; c++) {
-            __m512 v = kv_load16(values, at + 16 * (size_t)c, f16);
+            __m512 v = kv_load16(values, at + 16 * (size_t)c, kv);
             for (int g = 0; g < GN; g++) acc[g][c] = _mm512_fmadd_ps(w[g], v, acc[g][c]);
         }
     }
@@ -211,54 +221,70 @@ weigh_values(const void *values, size_t row_stride, size_t n, const float *p, si
 }
 
 // One KV head for its `group` query heads, head_dim = 16 CH: scores 16 positions at a time (one
-// accumulator each, summed across lanes together), softmax, then the weighted values.
+// accumulator each, summed across lanes together), softmax, then the weighted values. The keys of
+// 16 positions are read (a float16 cache's widened) once into an L1 tile that every head of the
+// group scores from: widening each key once per head made the float16 step compute-bound.
 CK_T_AVX512 static inline __attribute__((always_inline)) void
 attend_avx512(const attention_job *j, const ck_attention_query *q, size_t kvh, float *scores, const int CH,
-              const int f16) {
+              const int kv) {
     const size_t group = j->heads / j->kv_heads, hd = j->head_dim, rs = q->row_stride, n = q->length;
-    const size_t elem = f16 ? 2 : 4, row_bytes = hd * elem;
+    const size_t elem = kv == KV_I8 ? 1 : kv == KV_F16 ? 2 : 4, row_bytes = hd * elem;
     const size_t base = kvh * q->head_stride;
+    // int8 rows: the scale of row t is at key_scales[t * scale_stride] (same for values).
+    const size_t scale_stride = rs / hd, scale_base = base / hd;
+    const float *key_scales = kv == KV_I8 ? q->key_scales + scale_base : NULL;
     const __m512 scale = _mm512_set1_ps(j->scale);
-    for (size_t g = 0; g < group; g++) {
-        __m512 qv[CK_ATT_MAX_CHUNKS];
-        for (int c = 0; c < CH; c++) qv[c] = _mm512_loadu_ps(q->q + (kvh * group + g) * hd + 16 * c);
-        float *s = scores + g * n;
-        size_t t = 0;
-        for (; t + 16 <= n; t += 16) {
-            // The group's first head streams the keys from memory: ask a tile ahead.
-            if (g == 0)
-                for (int u = 0; u < 16; u++)
-                    for (size_t l = 0; l < row_bytes; l += 64)
-                        _mm_prefetch((const char *)q->keys + (base + (t + 16 + u) * rs) * elem + l, _MM_HINT_T0);
+    __m512 tile[16][CK_ATT_MAX_CHUNKS];
+    size_t t = 0;
+    for (; t + 16 <= n; t += 16) {
+        // The keys stream from memory: ask a tile ahead.
+        for (int u = 0; u < 16; u++)
+            for (size_t l = 0; l < row_bytes; l += 64)
+                _mm_prefetch((const char *)q->keys + (base + (t + 16 + u) * rs) * elem + l, _MM_HINT_T0);
+        for (int u = 0; u < 16; u++)
+            for (int c = 0; c < CH; c++) tile[u][c] = kv_load16(q->keys, base + (t + u) * rs + 16 * (size_t)c, kv);
+        __m512 row_scale = scale;
+        if (kv == KV_I8) {
+            float ks[16];
+            for (int u = 0; u < 16; u++) ks[u] = key_scales[(t + u) * scale_stride];
+            row_scale = _mm512_mul_ps(_mm512_loadu_ps(ks), scale);
+        }
+        for (size_t g = 0; g < group; g++) {
+            const float *qg = q->q + (kvh * group + g) * hd;
             __m512 acc[16];
             for (int u = 0; u < 16; u++) {
-                const size_t at = base + (t + u) * rs;
-                __m512 a = _mm512_mul_ps(qv[0], kv_load16(q->keys, at, f16));
-                for (int c = 1; c < CH; c++) a = _mm512_fmadd_ps(qv[c], kv_load16(q->keys, at + 16 * (size_t)c, f16), a);
+                __m512 a = _mm512_mul_ps(_mm512_loadu_ps(qg), tile[u][0]);
+                for (int c = 1; c < CH; c++) a = _mm512_fmadd_ps(_mm512_loadu_ps(qg + 16 * c), tile[u][c], a);
                 acc[u] = a;
             }
-            _mm512_storeu_ps(s + t, _mm512_mul_ps(reduce16x16(acc), scale));
+            _mm512_storeu_ps(scores + g * n + t, _mm512_mul_ps(reduce16x16(acc), row_scale));
         }
-        for (; t < n; t++) {
-            const size_t at = base + t * rs;
-            __m512 a = _mm512_mul_ps(qv[0], kv_load16(q->keys, at, f16));
-            for (int c = 1; c < CH; c++) a = _mm512_fmadd_ps(qv[c], kv_load16(q->keys, at + 16 * (size_t)c, f16), a);
-            s[t] = _mm512_reduce_add_ps(a) * j->scale;
+    }
+    for (; t < n; t++) {
+        const size_t at = base + t * rs;
+        const float row_scale = kv == KV_I8 ? key_scales[t * scale_stride] * j->scale : j->scale;
+        for (size_t g = 0; g < group; g++) {
+            const float *qg = q->q + (kvh * group + g) * hd;
+            __m512 a = _mm512_mul_ps(_mm512_loadu_ps(qg), kv_load16(q->keys, at, kv));
+            for (int c = 1; c < CH; c++)
+                a = _mm512_fmadd_ps(_mm512_loadu_ps(qg + 16 * c), kv_load16(q->keys, at + 16 * (size_t)c, kv), a);
+            scores[g * n + t] = _mm512_reduce_add_ps(a) * row_scale;
         }
     }
     for (size_t g = 0; g < group; g++) softmax_avx512(scores + g * n, n);
     // Up to 4 heads per pass over the values (2 when 4 x CH accumulators would not fit in registers).
     const size_t most = CH <= 6 ? 4 : 2;
     const void *values = (const char *)q->values + base * elem;
+    const float *value_scales = kv == KV_I8 ? q->value_scales + scale_base : NULL;
     for (size_t g0 = 0; g0 < group; g0 += most) {
         const size_t gn = group - g0 < most ? group - g0 : most;
         float *out = q->out + (kvh * group + g0) * hd;
         const float *p = scores + g0 * n;
         switch (gn) {
-        case 1: weigh_values(values, rs, n, p, n, out, hd, CH, 1, f16); break;
-        case 2: weigh_values(values, rs, n, p, n, out, hd, CH, 2, f16); break;
-        case 3: weigh_values(values, rs, n, p, n, out, hd, CH, 3, f16); break;
-        default: weigh_values(values, rs, n, p, n, out, hd, CH, 4, f16); break;
+        case 1: weigh_values(values, value_scales, scale_stride, rs, n, p, n, out, hd, CH, 1, kv); break;
+        case 2: weigh_values(values, value_scales, scale_stride, rs, n, p, n, out, hd, CH, 2, kv); break;
+        case 3: weigh_values(values, value_scales, scale_stride, rs, n, p, n, out, hd, CH, 3, kv); break;
+        default: weigh_values(values, value_scales, scale_stride, rs, n, p, n, out, hd, CH, 4, kv); break;
         }
     }
 }
@@ -266,8 +292,9 @@ attend_avx512(const attention_job *j, const ck_attention_query *q, size_t kvh, f
 #define CK_ATTEND_VARIANTS(CH)                                                                                     \
     CK_T_AVX512 static void attend_avx512_##CH(const attention_job *j, const ck_attention_query *q, size_t kvh, \
                                                float *scores) {                                                 \
-        if (j->kv_format == CK_FORMAT_F16) attend_avx512(j, q, kvh, scores, CH, 1);                             \
-        else attend_avx512(j, q, kvh, scores, CH, 0);                                                          \
+        if (j->kv_format == CK_FORMAT_F16) attend_avx512(j, q, kvh, scores, CH, KV_F16);                        \
+        else if (j->kv_format == CK_FORMAT_I8) attend_avx512(j, q, kvh, scores, CH, KV_I8);                     \
+        else attend_avx512(j, q, kvh, scores, CH, KV_F32);                                                     \
     }
 CK_ATTEND_VARIANTS(1)
 CK_ATTEND_VARIANTS(2)
@@ -308,8 +335,11 @@ static void attention_task(void *context, size_t task, size_t ntasks) {
 
 int ck_decode_attention(ck_pool *pool, const ck_attention_query *queries, size_t count, size_t heads,
                         size_t kv_heads, size_t head_dim, float scale, int kv_format) {
-    if (kv_format != CK_FORMAT_F32 && kv_format != CK_FORMAT_F16) return -1;
+    if (kv_format != CK_FORMAT_F32 && kv_format != CK_FORMAT_F16 && kv_format != CK_FORMAT_I8) return -1;
     if (count == 0 || kv_heads == 0 || heads % kv_heads != 0) return 0;
+    if (kv_format == CK_FORMAT_I8)
+        for (size_t i = 0; i < count; i++)
+            if (!queries[i].key_scales || !queries[i].value_scales) return -1;
     int path = ck_isa_best();
 #if CK_X86
     if (head_dim % 16 != 0 || head_dim / 16 > CK_ATT_MAX_CHUNKS) path = CK_ISA_PORTABLE;
@@ -320,4 +350,23 @@ int ck_decode_attention(ck_pool *pool, const ck_attention_query *queries, size_t
     // Short contexts: the whole job is a few microseconds, less than a wake-up.
     ck_pool_run(work * kv_heads * head_dim < 8192 ? NULL : pool, attention_task, &job, count * kv_heads);
     return 0;
+}
+
+// ---- int8 cache rows ----------------------------------------------------------------------------
+
+void ck_kv_quantize_i8(const float *x, size_t rows, size_t heads, size_t head_dim, int8_t *q, float *scales) {
+    for (size_t r = 0; r < rows * heads; r++) {
+        const float *xr = x + r * head_dim;
+        int8_t *qr = q + r * head_dim;
+        float amax = 0.0f;
+        for (size_t d = 0; d < head_dim; d++) amax = fmaxf(amax, fabsf(xr[d]));
+        float scale = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        for (size_t d = 0; d < head_dim; d++) qr[d] = (int8_t)nearbyintf(xr[d] * inv);
+        scales[r] = scale;
+    }
+}
+
+void ck_kv_dequantize_i8(const int8_t *q, const float *scales, size_t rows, size_t heads, size_t head_dim, float *x) {
+    for (size_t r = 0; r < rows * heads; r++)
+        for (size_t d = 0; d < head_dim; d++) x[r * head_dim + d] = scales[r] * (float)q[r * head_dim + d];
 }

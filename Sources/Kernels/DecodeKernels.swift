@@ -27,10 +27,33 @@ public enum DecodeKernels {
         /// Half the bytes: a batch's attention reads every cache in full each step, and at eight
         /// sequences of a few hundred positions that outweighs the weights' share of memory traffic.
         case float16
+        /// A quarter of the bytes (plus a float32 scale per position and KV head): int8 values,
+        /// each head's row scaled by its largest magnitude / 127.
+        case int8
 
-        public var bytesPerValue: Int { self == .float32 ? 4 : 2 }
-        public var description: String { self == .float32 ? "f32" : "f16" }
-        var tag: Int32 { self == .float32 ? WeightFormat.float32.tag : WeightFormat.float16.tag }
+        public var bytesPerValue: Int {
+            switch self {
+            case .float32: 4
+            case .float16: 2
+            case .int8: 1
+            }
+        }
+
+        public var description: String {
+            switch self {
+            case .float32: "f32"
+            case .float16: "f16"
+            case .int8: "int8"
+            }
+        }
+
+        var tag: Int32 {
+            switch self {
+            case .float32: WeightFormat.float32.tag
+            case .float16: WeightFormat.float16.tag
+            case .int8: Int32(CK_FORMAT_I8)
+            }
+        }
     }
 
     /// One query row and the cache it attends to (all `length` positions are visible).
@@ -46,9 +69,14 @@ public enum DecodeKernels {
         public var length: Int
         /// `[heads, headDim]`.
         public var output: UnsafeMutablePointer<Float>
+        /// An int8 cache's scales: key row `t` of KV head `h` is scaled by element
+        /// `(t · rowStride + h · headStride) / headDim`; values the same. nil for other caches.
+        public var keyScales: UnsafePointer<Float>?
+        public var valueScales: UnsafePointer<Float>?
 
         public init(query: UnsafePointer<Float>, keys: UnsafeRawPointer, values: UnsafeRawPointer,
-                    rowStride: Int, headStride: Int, length: Int, output: UnsafeMutablePointer<Float>) {
+                    rowStride: Int, headStride: Int, length: Int, output: UnsafeMutablePointer<Float>,
+                    keyScales: UnsafePointer<Float>? = nil, valueScales: UnsafePointer<Float>? = nil) {
             self.query = query
             self.keys = keys
             self.values = values
@@ -56,6 +84,8 @@ public enum DecodeKernels {
             self.headStride = headStride
             self.length = length
             self.output = output
+            self.keyScales = keyScales
+            self.valueScales = valueScales
         }
     }
 
@@ -67,11 +97,11 @@ public enum DecodeKernels {
         precondition(kvHeads > 0 && heads % kvHeads == 0, "attention: \(heads) heads do not group over \(kvHeads) KV heads")
         let descriptors = queries.map {
             ck_attention_query(q: $0.query, keys: $0.keys, values: $0.values, row_stride: $0.rowStride, head_stride: $0.headStride,
-                               length: $0.length, out: $0.output)
+                               length: $0.length, out: $0.output, key_scales: $0.keyScales, value_scales: $0.valueScales)
         }
         let rc = descriptors.withUnsafeBufferPointer { buffer in
             ck_decode_attention(pool?.raw, buffer.baseAddress, buffer.count, heads, kvHeads, headDim, scale, precision.tag)
         }
-        precondition(rc == 0, "attention: cache precision \(precision) rejected")
+        precondition(rc == 0, "attention: cache precision \(precision) rejected (an int8 cache needs its scales)")
     }
 }

@@ -44,3 +44,18 @@ extension Kernels {
         ck_f32_to_f16(src, out.assumingMemoryBound(to: UInt16.self), count)
     }
 }
+
+extension Kernels {
+    /// `rows` KV-cache rows of `heads` × `headDim` float32 values to int8, one scale per row and
+    /// head (`scales[row · heads + head]`, max|x| / 127): the int8 cache's rounding.
+    public static func narrowToScaledInt8(_ src: UnsafePointer<Float>, rows: Int, heads: Int, headDim: Int,
+                                          into out: UnsafeMutableRawPointer, scales: UnsafeMutablePointer<Float>) {
+        ck_kv_quantize_i8(src, rows, heads, headDim, out.assumingMemoryBound(to: Int8.self), scales)
+    }
+
+    /// The float32 values of rows narrowed by `narrowToScaledInt8`.
+    public static func widenScaledInt8(_ src: UnsafeRawPointer, scales: UnsafePointer<Float>, rows: Int, heads: Int,
+                                       headDim: Int, into out: UnsafeMutablePointer<Float>) {
+        ck_kv_dequantize_i8(src.assumingMemoryBound(to: Int8.self), scales, rows, heads, headDim, out)
+    }
+}

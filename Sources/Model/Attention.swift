@@ -78,7 +78,8 @@ struct Attention: Sendable {
                     query: q.pointer + segment.firstRow * qWidth,
                     keys: segment.cache.keys(layer), values: segment.cache.values(layer),
                     rowStride: kvWidth, headStride: hd,
-                    length: segment.startPosition + 1, output: attended.pointer + segment.firstRow * qWidth)
+                    length: segment.startPosition + 1, output: attended.pointer + segment.firstRow * qWidth,
+                    keyScales: segment.cache.keyScales(layer), valueScales: segment.cache.valueScales(layer))
             }
             DecodeKernels.attention(queries, heads: heads, kvHeads: kvHeads, headDim: hd, scale: scale,
                                     precision: precision, pool: DecodePool.shared)

@@ -26,20 +26,22 @@ public final class Decoder: @unchecked Sendable {
         rotary.reserve(min(c.contextLength, 4096))
     }
 
-    /// The KV cache precision that fits the file: float16 for Q8_0, Q4_0 and BF16 weights, whose own
+    /// The KV cache precision that fits the file: float16 for Q8_0 and BF16 weights, whose own
     /// rounding moves the logits a hundred times more than float16 keys and values do, and whose
-    /// users chose speed (a batched decode step reads every cache in full); float32 for F32 and
+    /// users chose speed (a batched decode step reads every cache in full); int8 for Q4_0, whose
+    /// weights move the logits ten times more than int8 keys and values do; float32 for F32 and
     /// F16 files, which reproduce upstream's float32 outputs (see README, "KV cache").
     public var defaultCachePrecision: KVCache.Precision {
         switch layers.first?.attention.query.decode?.format {
-        case .q8_0, .q4_0, .bfloat16: .float16
+        case .q4_0: .int8
+        case .q8_0, .bfloat16: .float16
         default: .float32
         }
     }
 
     /// A new, empty cache for one sequence (in `defaultCachePrecision` unless told otherwise).
     public func makeCache(capacity: Int = 256, precision: KVCache.Precision? = nil) -> KVCache {
-        KVCache(layerCount: config.layerCount, width: config.kvWidth, capacity: capacity,
+        KVCache(layerCount: config.layerCount, width: config.kvWidth, heads: config.kvHeadCount, capacity: capacity,
                 precision: precision ?? defaultCachePrecision)
     }
 

@@ -3,7 +3,8 @@ import Kernels
 /// The keys and values one sequence has produced so far, per decoder layer.
 ///
 /// Keys are stored after RoPE (and q/k norm), so a new token attends to them as they are. Each
-/// layer holds `[capacity, width]` keys and as many values, in float32 or float16 (`precision`);
+/// layer holds `[capacity, width]` keys and as many values, in float32, float16 or int8
+/// (`precision`; int8 rows carry a float32 scale per position and KV head, `[capacity, heads]`);
 /// storage grows by doubling; `count` is the number of positions filled.
 public final class KVCache: @unchecked Sendable {
     public typealias Precision = DecodeKernels.CachePrecision
@@ -11,28 +12,40 @@ public final class KVCache: @unchecked Sendable {
     public let layerCount: Int
     /// Values per position per layer: kv heads × head dim.
     public let width: Int
+    /// KV heads per position (the unit an int8 row is scaled by).
+    public let heads: Int
     public let precision: Precision
     public private(set) var count = 0
     public private(set) var capacity: Int
     private var keys: [UnsafeMutableRawPointer]     // per layer [capacity, width]
     private var values: [UnsafeMutableRawPointer]   // per layer [capacity, width]
+    private var keyScales: [UnsafeMutablePointer<Float>]     // int8: per layer [capacity, heads]; else empty
+    private var valueScales: [UnsafeMutablePointer<Float>]
 
-    public init(layerCount: Int, width: Int, capacity: Int = 256, precision: Precision = .float32) {
+    public init(layerCount: Int, width: Int, heads: Int = 1, capacity: Int = 256, precision: Precision = .float32) {
+        precondition(heads >= 1 && width % heads == 0, "KVCache: \(width) values a position do not split into \(heads) heads")
         self.layerCount = layerCount
         self.width = width
+        self.heads = heads
         self.precision = precision
         self.capacity = max(capacity, 1)
         let bytes = max(capacity, 1) * width * precision.bytesPerValue
         keys = (0..<layerCount).map { _ in .allocate(byteCount: bytes, alignment: 64) }
         values = (0..<layerCount).map { _ in .allocate(byteCount: bytes, alignment: 64) }
+        let scaleCount = precision == .int8 ? max(capacity, 1) * heads : 0
+        keyScales = precision == .int8 ? (0..<layerCount).map { _ in .allocate(capacity: scaleCount) } : []
+        valueScales = precision == .int8 ? (0..<layerCount).map { _ in .allocate(capacity: scaleCount) } : []
     }
 
     deinit {
         keys.forEach { $0.deallocate() }
         values.forEach { $0.deallocate() }
+        keyScales.forEach { $0.deallocate() }
+        valueScales.forEach { $0.deallocate() }
     }
 
     private var rowBytes: Int { width * precision.bytesPerValue }
+    private var headDim: Int { width / heads }
 
     /// Makes room for `additional` more positions.
     func reserve(_ additional: Int) {
@@ -41,16 +54,28 @@ public final class KVCache: @unchecked Sendable {
         var newCapacity = capacity
         while newCapacity < needed { newCapacity *= 2 }
         for layer in 0..<layerCount {
-            let k = UnsafeMutableRawPointer.allocate(byteCount: newCapacity * rowBytes, alignment: 64)
-            let v = UnsafeMutableRawPointer.allocate(byteCount: newCapacity * rowBytes, alignment: 64)
-            k.copyMemory(from: keys[layer], byteCount: count * rowBytes)
-            v.copyMemory(from: values[layer], byteCount: count * rowBytes)
-            keys[layer].deallocate()
-            values[layer].deallocate()
-            keys[layer] = k
-            values[layer] = v
+            keys[layer] = Self.moved(keys[layer], bytes: count * rowBytes, to: newCapacity * rowBytes)
+            values[layer] = Self.moved(values[layer], bytes: count * rowBytes, to: newCapacity * rowBytes)
+        }
+        for layer in keyScales.indices {
+            keyScales[layer] = Self.moved(keyScales[layer], count: count * heads, to: newCapacity * heads)
+            valueScales[layer] = Self.moved(valueScales[layer], count: count * heads, to: newCapacity * heads)
         }
         capacity = newCapacity
+    }
+
+    private static func moved(_ old: UnsafeMutableRawPointer, bytes: Int, to newBytes: Int) -> UnsafeMutableRawPointer {
+        let new = UnsafeMutableRawPointer.allocate(byteCount: newBytes, alignment: 64)
+        new.copyMemory(from: old, byteCount: bytes)
+        old.deallocate()
+        return new
+    }
+
+    private static func moved(_ old: UnsafeMutablePointer<Float>, count: Int, to newCount: Int) -> UnsafeMutablePointer<Float> {
+        let new = UnsafeMutablePointer<Float>.allocate(capacity: newCount)
+        new.update(from: old, count: count)
+        old.deallocate()
+        return new
     }
 
     /// Writes `rows` positions from `position` on of layer `layer` (`[rows, width]` float32 each),
@@ -64,32 +89,48 @@ public final class KVCache: @unchecked Sendable {
         case .float16:
             Kernels.narrowToFloat16(newKeys, count: n, into: keys[layer] + offset)
             Kernels.narrowToFloat16(newValues, count: n, into: values[layer] + offset)
+        case .int8:
+            let scaleOffset = position * heads
+            Kernels.narrowToScaledInt8(newKeys, rows: rows, heads: heads, headDim: headDim, into: keys[layer] + offset,
+                                       scales: keyScales[layer] + scaleOffset)
+            Kernels.narrowToScaledInt8(newValues, rows: rows, heads: heads, headDim: headDim, into: values[layer] + offset,
+                                       scales: valueScales[layer] + scaleOffset)
         }
     }
 
     /// Layer `layer`'s rows from position 0 (`[capacity, width]` in `precision`).
     func keys(_ layer: Int) -> UnsafeRawPointer { UnsafeRawPointer(keys[layer]) }
     func values(_ layer: Int) -> UnsafeRawPointer { UnsafeRawPointer(values[layer]) }
+    /// An int8 cache's scales of layer `layer` (`[capacity, heads]`); nil for the other precisions.
+    func keyScales(_ layer: Int) -> UnsafePointer<Float>? { keyScales.isEmpty ? nil : UnsafePointer(keyScales[layer]) }
+    func valueScales(_ layer: Int) -> UnsafePointer<Float>? { valueScales.isEmpty ? nil : UnsafePointer(valueScales[layer]) }
 
     /// Positions `0..<length` of layer `layer` as float32 `[length, width]` keys and values: the
     /// stored rows themselves when the cache is float32, else widened into `widened`.
     struct Float32Rows {
         let keys: UnsafePointer<Float>
         let values: UnsafePointer<Float>
-        /// Owns the widened rows of a float16 cache.
+        /// Owns the widened rows of a float16 or int8 cache.
         let widened: FloatBuffer?
     }
 
     func float32Rows(layer: Int, length: Int) -> Float32Rows {
+        let n = length * width
         switch precision {
         case .float32:
             return Float32Rows(keys: UnsafePointer(keys[layer].assumingMemoryBound(to: Float.self)),
                                values: UnsafePointer(values[layer].assumingMemoryBound(to: Float.self)), widened: nil)
         case .float16:
-            let n = length * width
             let buffer = FloatBuffer(uninitializedCount: 2 * n)
             Kernels.widenFloat16(keys[layer], count: n, into: buffer.pointer)
             Kernels.widenFloat16(values[layer], count: n, into: buffer.pointer + n)
+            return Float32Rows(keys: UnsafePointer(buffer.pointer), values: UnsafePointer(buffer.pointer + n), widened: buffer)
+        case .int8:
+            let buffer = FloatBuffer(uninitializedCount: 2 * n)
+            Kernels.widenScaledInt8(keys[layer], scales: keyScales[layer], rows: length, heads: heads, headDim: headDim,
+                                    into: buffer.pointer)
+            Kernels.widenScaledInt8(values[layer], scales: valueScales[layer], rows: length, heads: heads, headDim: headDim,
+                                    into: buffer.pointer + n)
             return Float32Rows(keys: UnsafePointer(buffer.pointer), values: UnsafePointer(buffer.pointer + n), widened: buffer)
         }
     }
@@ -97,10 +138,14 @@ public final class KVCache: @unchecked Sendable {
     /// A new cache holding positions `0..<length` of this one, with room for `capacity` positions.
     public func copy(prefix length: Int, capacity: Int) -> KVCache {
         let n = min(max(length, 0), count)
-        let copy = KVCache(layerCount: layerCount, width: width, capacity: max(capacity, n), precision: precision)
+        let copy = KVCache(layerCount: layerCount, width: width, heads: heads, capacity: max(capacity, n), precision: precision)
         for layer in 0..<layerCount {
             copy.keys[layer].copyMemory(from: keys[layer], byteCount: n * rowBytes)
             copy.values[layer].copyMemory(from: values[layer], byteCount: n * rowBytes)
+        }
+        for layer in keyScales.indices {
+            copy.keyScales[layer].update(from: keyScales[layer], count: n * heads)
+            copy.valueScales[layer].update(from: valueScales[layer], count: n * heads)
         }
         copy.count = n
         return copy
@@ -113,5 +158,7 @@ public final class KVCache: @unchecked Sendable {
     public func truncate(to position: Int) { count = min(count, max(0, position)) }
 
     /// Bytes held by this cache.
-    public var byteCount: Int { 2 * layerCount * capacity * rowBytes }
+    public var byteCount: Int {
+        2 * layerCount * capacity * (rowBytes + (precision == .int8 ? heads * MemoryLayout<Float>.size : 0))
+    }
 }

@@ -16,7 +16,7 @@ public struct ServeSettings: Equatable, Sendable {
     /// Memory for the keys and values of recent prompts, reused by prompts beginning the same way
     /// (the same image asked again); 0 turns reuse off.
     public var prefixMB = 128
-    /// KV cache precision: "auto" (the model file decides), "f32" or "f16".
+    /// KV cache precision: "auto" (the model file decides), "f32", "f16" or "int8".
     public var kvCache = "auto"
     /// Folder of the persistent embedding cache (`embeddings.sqlite`); nil keeps it in memory only.
     public var cacheDirectory: String? = "./cache"
@@ -77,7 +77,7 @@ public struct ServeSettings: Equatable, Sendable {
     }
 
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
-    public static let kvCaches = ["auto", "f32", "f16"]
+    public static let kvCaches = ["auto", "f32", "f16", "int8"]
 }
 
 /// A config file problem, with file and line.

@@ -51,6 +51,27 @@ struct PromptReuseTests {
         #expect(engine.rememberedPrompts.count == 2)
     }
 
+    /// The copied beginning of an int8 cache keeps its per-position scales: the answer equals an
+    /// int8 engine's that prefilled everything.
+    @Test func anInt8CacheIsReusedWithItsScales() throws {
+        let model = try EngineFixtures.engine("gen3").model
+        let engine = Engine(model: model, cachePrecision: .int8, prefixBytes: 64 << 20)
+        let prompt = try EngineFixtures.prompt("gen3", "img1", engine: engine)
+        var otherIDs = prompt.ids
+        let changed = otherIDs.count - 3
+        otherIDs[changed] = otherIDs[changed] == 100 ? 101 : 100
+        let first = Engine.SequenceRequest(prompt: prompt.ids, images: prompt.images, imageKeys: ["dog"], sampling: .argmax, stop: Self.stop)
+        let second = Engine.SequenceRequest(prompt: otherIDs, images: prompt.images, imageKeys: ["dog"], sampling: .argmax, stop: Self.stop)
+        _ = try engine.start([first])
+        let reused = try engine.start([second])[0]
+        #expect(reused.reusedPositions == changed)
+
+        let plain = Engine(model: model, cachePrecision: .int8)
+        let fresh = try plain.start([second])[0]
+        #expect(relativeError(reused.nextLogits, fresh.nextLogits) < 1e-5)
+        #expect(try Self.finish(reused, on: engine) == (try Self.finish(fresh, on: plain)))
+    }
+
     @Test func theSamePromptAgainRunsOnlyItsLastPosition() throws {
         let engine = try Self.reusingEngine("gen3")
         let prompt = try EngineFixtures.prompt("gen3", "multi", engine: engine)

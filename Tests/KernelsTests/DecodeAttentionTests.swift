@@ -3,8 +3,8 @@ import Kernels
 import Testing
 
 /// The decode step's attention (one query row per sequence over its cache) against the formula
-/// in double precision, for float32 and float16 caches, both cache layouts and every head-size
-/// and group shape the kernel specialises.
+/// in double precision, for float32, float16 and int8 caches, both cache layouts and every
+/// head-size and group shape the kernel specialises.
 @Suite("Decode attention")
 struct DecodeAttentionTests {
     /// softmax(scale · q Kᵀ) V per query head in double; head h reads KV head h / (heads / kvHeads).
@@ -36,10 +36,42 @@ struct DecodeAttentionTests {
         return (bits, bits.map { Float(Float16(bitPattern: $0)) })
     }
 
+    /// Int8 storage of `values` laid out with `rowStride`/`headStride` (`rows` positions, `kvHeads`
+    /// heads of `hd`), the scales at `(t · rowStride + h · headStride) / hd`, and the float32
+    /// values it holds. Each head's row is quantised on its own, as the cache does.
+    static func int8Rows(_ values: [Float], rows: Int, kvHeads: Int, headDim hd: Int, rowStride: Int,
+                         headStride: Int) -> (bytes: [Int8], scales: [Float], widened: [Float]) {
+        var bytes = [Int8](repeating: 0, count: values.count), widened = values
+        var scales = [Float](repeating: 0, count: values.count / hd)
+        for t in 0..<rows {
+            for h in 0..<kvHeads {
+                let at = t * rowStride + h * headStride
+                let row = Array(values[at..<(at + hd)])
+                var q = [Int8](repeating: 0, count: hd), scale: Float = 0
+                row.withUnsafeBufferPointer { src in
+                    q.withUnsafeMutableBufferPointer { dst in
+                        Kernels.narrowToScaledInt8(src.baseAddress!, rows: 1, heads: 1, headDim: hd,
+                                                   into: UnsafeMutableRawPointer(dst.baseAddress!), scales: &scale)
+                    }
+                }
+                // The rounding the cache promises: q = round(x · 127 / max|x|), scale = max|x| / 127.
+                let amax = row.map { abs($0) }.max()!
+                #expect(scale == amax / 127)
+                for d in 0..<hd {
+                    #expect(q[d] == Int8((row[d] * (127 / amax)).rounded(.toNearestOrEven)))
+                    bytes[at + d] = q[d]
+                    widened[at + d] = scale * Float(q[d])
+                }
+                scales[at / hd] = scale
+            }
+        }
+        return (bytes, scales, widened)
+    }
+
     // (heads, kvHeads, headDim): groups of 1, 2, 3, 4, 5 query heads; 1 to 8 vectors per head.
     static let shapes: [(Int, Int, Int)] = [(8, 2, 64), (8, 2, 96), (8, 4, 96), (6, 2, 32), (5, 1, 128), (4, 4, 16), (3, 3, 48)]
 
-    @Test(arguments: [DecodeKernels.CachePrecision.float32, .float16], [false, true])
+    @Test(arguments: [DecodeKernels.CachePrecision.float32, .float16, .int8], [false, true])
     func matchesTheFormula(precision: DecodeKernels.CachePrecision, headMajor: Bool) {
         var rng = TestRandom(seed: headMajor ? 11 : 12)
         for (heads, kvHeads, hd) in Self.shapes {
@@ -48,6 +80,7 @@ struct DecodeAttentionTests {
             let capacity = 48, kvWidth = kvHeads * hd
             let rowStride = headMajor ? hd : kvWidth, headStride = headMajor ? capacity * hd : hd
             var stored: [(keys: [Float], values: [Float], raw: ([UInt8], [UInt8]))] = []
+            var scales: [([Float], [Float])] = []
             for _ in lengths {
                 var keys = rng.values(capacity * kvWidth, scale: 2), values = rng.values(capacity * kvWidth)
                 var raw: ([UInt8], [UInt8])
@@ -59,16 +92,27 @@ struct DecodeAttentionTests {
                     keys = k.widened
                     values = v.widened
                     raw = (k.bits.withUnsafeBytes { Array($0) }, v.bits.withUnsafeBytes { Array($0) })
+                case .int8:
+                    let k = Self.int8Rows(keys, rows: capacity, kvHeads: kvHeads, headDim: hd, rowStride: rowStride, headStride: headStride)
+                    let v = Self.int8Rows(values, rows: capacity, kvHeads: kvHeads, headDim: hd, rowStride: rowStride, headStride: headStride)
+                    keys = k.widened
+                    values = v.widened
+                    raw = (k.bytes.withUnsafeBytes { Array($0) }, v.bytes.withUnsafeBytes { Array($0) })
+                    scales.append((k.scales, v.scales))
                 }
                 stored.append((keys, values, raw))
             }
             let queries = lengths.map { _ in rng.values(heads * hd) }
             var outputs = lengths.map { _ in [Float](repeating: .nan, count: heads * hd) }
             let scale = 1 / Float(hd).squareRoot()
-            withPointers(stored.map(\.raw.0), stored.map(\.raw.1), queries, &outputs) { keys, values, q, out in
+            let scaleBytes = scales.map { ($0.0.withUnsafeBytes { Array($0) }, $0.1.withUnsafeBytes { Array($0) }) }
+            withPointers(stored.map(\.raw.0) + scaleBytes.map(\.0), stored.map(\.raw.1) + scaleBytes.map(\.1), queries, &outputs) { keys, values, q, out in
+                let n = lengths.count
                 let list = lengths.indices.map { i in
                     DecodeKernels.AttentionQuery(query: q[i], keys: keys[i], values: values[i], rowStride: rowStride,
-                                                 headStride: headStride, length: lengths[i], output: out[i])
+                                                 headStride: headStride, length: lengths[i], output: out[i],
+                                                 keyScales: precision == .int8 ? keys[n + i].assumingMemoryBound(to: Float.self) : nil,
+                                                 valueScales: precision == .int8 ? values[n + i].assumingMemoryBound(to: Float.self) : nil)
                 }
                 DecodeKernels.attention(list, heads: heads, kvHeads: kvHeads, headDim: hd, scale: scale,
                                         precision: precision, pool: ComputePool(threads: 2))

@@ -46,6 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=777, help="seed of --fresh scenes")
     p.add_argument("--prompts", type=int, default=50, help="how many of heldout_prompts.json to compare (0: none)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--kv-cache", default="auto", help="--kv-cache of ask and serve (auto, f32, f16, int8)")
     p.add_argument("--via", choices=["serve", "ask"], default="serve",
                    help="serve: all questions as jobs through one daemon (fast); ask: one process per question")
     p.add_argument("--batch", type=int, default=16, help="serve --batch for --via serve")
@@ -56,7 +57,8 @@ def parse_args(argv=None):
 
 def ask(args, image: str, question: str) -> dict:
     cmd = [args.binary, "ask", "--model", args.model, "--image", image, "--greedy",
-           "--max-tokens", str(args.max_tokens), "--threads", str(args.threads), "--json", question]
+           "--max-tokens", str(args.max_tokens), "--threads", str(args.threads), "--kv-cache", args.kv_cache,
+           "--json", question]
     run = subprocess.run(cmd, capture_output=True, text=True)
     if run.returncode != 0:
         raise SystemExit(f"`{' '.join(cmd)}` failed ({run.returncode}): {run.stderr.strip()[-800:]}")
@@ -89,7 +91,8 @@ def answer_through_serve(args, jobs: list[tuple[str, str]]) -> list[str]:
     log = open(os.path.join(root, "serve.log"), "w")
     daemon = subprocess.Popen([args.binary, "serve", "--spool", spool, "--db", db, "--cache-dir",
                                os.path.join(root, "cache"), "--model", args.model, "--batch", str(args.batch),
-                               "--threads", str(args.threads), "--no-keep-done", "--log-level", "warning"],
+                               "--threads", str(args.threads), "--kv-cache", args.kv_cache, "--no-keep-done",
+                               "--log-level", "warning"],
                               stdout=subprocess.DEVNULL, stderr=log)
     t0, last, answers = time.time(), (-1, time.time()), {}
     try:

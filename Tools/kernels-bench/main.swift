@@ -115,21 +115,29 @@ if arguments.contains("--attention") {
         let kvWidth = kvHeads * hd, perCache = length * kvWidth
         let queries = randomFloats(m * heads * hd, seed: 7)
         var out = [Float](repeating: 0, count: m * heads * hd)
-        for precision in [DecodeKernels.CachePrecision.float32, .float16] { for headMajor in [false, true] {
+        for precision in [DecodeKernels.CachePrecision.float32, .float16, .int8] { for headMajor in [false, true] {
             // keys then values of every (sequence, layer), one allocation.
             let bytes = 2 * m * layers * perCache * precision.bytesPerValue
             let storage = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-            defer { storage.deallocate() }
+            // int8: a scale per position and KV head (random values: only the speed counts here).
+            let scales = UnsafeMutablePointer<Float>.allocate(capacity: 2 * m * layers * length * kvHeads)
+            defer { storage.deallocate(); scales.deallocate() }
             for i in 0..<(2 * m * layers) {
                 let values = randomFloats(perCache, seed: UInt64(i + 1))
                 let at = storage + i * perCache * precision.bytesPerValue
-                if precision == .float32 {
-                    at.copyMemory(from: values, byteCount: perCache * 4)
-                } else {
+                switch precision {
+                case .float32: at.copyMemory(from: values, byteCount: perCache * 4)
+                case .float16:
                     values.withUnsafeBufferPointer { ck_f32_to_f16($0.baseAddress!, at.assumingMemoryBound(to: UInt16.self), perCache) }
+                case .int8:
+                    values.withUnsafeBufferPointer {
+                        Kernels.narrowToScaledInt8($0.baseAddress!, rows: length, heads: kvHeads, headDim: hd, into: at,
+                                                   scales: scales + i * length * kvHeads)
+                    }
                 }
             }
             func cache(_ i: Int) -> UnsafeRawPointer { UnsafeRawPointer(storage + i * perCache * precision.bytesPerValue) }
+            func scale(_ i: Int) -> UnsafePointer<Float>? { precision == .int8 ? UnsafePointer(scales + i * length * kvHeads) : nil }
             let t = queries.withUnsafeBufferPointer { qp in
                 out.withUnsafeMutableBufferPointer { op in
                     measure(budget: 1.0) { _ in
@@ -139,7 +147,8 @@ if arguments.contains("--attention") {
                                     query: qp.baseAddress! + s * heads * hd, keys: cache(2 * (s * layers + layer)),
                                     values: cache(2 * (s * layers + layer) + 1),
                                     rowStride: headMajor ? hd : kvWidth, headStride: headMajor ? length * hd : hd, length: length,
-                                    output: op.baseAddress! + s * heads * hd)
+                                    output: op.baseAddress! + s * heads * hd,
+                                    keyScales: scale(2 * (s * layers + layer)), valueScales: scale(2 * (s * layers + layer) + 1))
                             }
                             DecodeKernels.attention(list, heads: heads, kvHeads: kvHeads, headDim: hd, scale: 0.1,
                                                     precision: precision, pool: pool)

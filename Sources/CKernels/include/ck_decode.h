@@ -38,13 +38,25 @@ typedef struct {
     size_t head_stride;  ///< elements between KV heads (head_dim when interleaved)
     size_t length;       ///< positions visible to this row (all of them: it is the newest)
     float *out;          ///< [heads, head_dim]
+    /// CK_FORMAT_I8 only (else NULL): the scale of key (value) row t of KV head h at
+    /// [(t * row_stride + h * head_stride) / head_dim]; element d is scale * int8 value.
+    const float *key_scales;
+    const float *value_scales;
 } ck_attention_query;
+
+/// Rounds `rows` cache rows of `heads` x `head_dim` float32 values (row i at x + i * heads * head_dim)
+/// to int8 with one scale per row and head, max|x| / 127 (0 for an all-zero head): q = round(x / scale).
+/// Scales go to scales[i * heads + h].
+void ck_kv_quantize_i8(const float *x, size_t rows, size_t heads, size_t head_dim, int8_t *q, float *scales);
+
+/// The float32 values of `rows` int8 cache rows quantised by ck_kv_quantize_i8.
+void ck_kv_dequantize_i8(const int8_t *q, const float *scales, size_t rows, size_t heads, size_t head_dim, float *x);
 
 /// out = softmax(scale * q K^T) V per query head, query head h reading KV head h / (heads / kv_heads)
 /// (grouped-query attention): each KV head's keys and values are read once for all its query
 /// heads. Tasks are (query row, KV head) pairs spread over the pool. Scores and softmax in float32.
-/// Keys and values are float32 or float16 (kv_format CK_FORMAT_F32 or CK_FORMAT_F16); scores,
-/// softmax and sums are float32 either way. Returns 0, or -1 for another kv_format.
+/// Keys and values are float32, float16 or scaled int8 (kv_format CK_FORMAT_F32, CK_FORMAT_F16 or
+/// CK_FORMAT_I8); scores, softmax and sums are float32 either way. Returns 0, or -1 for another kv_format.
 int ck_decode_attention(ck_pool *pool, const ck_attention_query *queries, size_t count, size_t heads,
                         size_t kv_heads, size_t head_dim, float scale, int kv_format);
 

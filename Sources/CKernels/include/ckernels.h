@@ -20,6 +20,7 @@ enum {
     CK_FORMAT_F16 = 1,   ///< IEEE binary16
     CK_FORMAT_Q4_0 = 2,  ///< GGUF Q4_0: blocks of 32 = float16 scale d + 16 bytes of 4-bit q; value = d * (q - 8)
     CK_FORMAT_Q8_0 = 8,  ///< GGUF Q8_0: blocks of 32 = float16 scale d + 32 int8 q; value = d * q
+    CK_FORMAT_I8 = 24,   ///< int8 with a float32 scale per KV-cache row and head (decode attention only)
     CK_FORMAT_BF16 = 30, ///< bfloat16 (upper half of a float32)
 };
 
