@@ -354,7 +354,27 @@ int ck_decode_attention(ck_pool *pool, const ck_attention_query *queries, size_t
 
 // ---- int8 cache rows ----------------------------------------------------------------------------
 
+#if CK_X86
+// One head's row of head_dim (a multiple of 16, at most 128) values; cvtps rounds half to even under
+// the default MXCSR mode, as nearbyintf does.
+CK_T_AVX512 static void kv_quantize_row_avx512(const float *x, size_t head_dim, int8_t *q, float *scale) {
+    __m512 vmax = _mm512_setzero_ps();
+    for (size_t d = 0; d < head_dim; d += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(x + d)));
+    float amax = _mm512_reduce_max_ps(vmax);
+    __m512 inv = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+    for (size_t d = 0; d < head_dim; d += 16)
+        _mm_storeu_si128((__m128i *)(q + d), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + d), inv))));
+    *scale = amax / 127.0f;
+}
+#endif
+
 void ck_kv_quantize_i8(const float *x, size_t rows, size_t heads, size_t head_dim, int8_t *q, float *scales) {
+#if CK_X86
+    if (head_dim % 16 == 0 && ck_isa_best() >= CK_ISA_AVX512) {
+        for (size_t r = 0; r < rows * heads; r++) kv_quantize_row_avx512(x + r * head_dim, head_dim, q + r * head_dim, scales + r);
+        return;
+    }
+#endif
     for (size_t r = 0; r < rows * heads; r++) {
         const float *xr = x + r * head_dim;
         int8_t *qr = q + r * head_dim;
