@@ -13,6 +13,7 @@
 // time on ck_isa_best().
 #define CK_T_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define CK_T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+#define CK_T_AVX512VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
 #define CK_T_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,f16c")))
 
 int ck_isa_clamp(int isa);

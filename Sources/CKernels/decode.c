@@ -93,6 +93,8 @@ typedef struct {
     int kv_format; // CK_FORMAT_F32, CK_FORMAT_F16 or CK_FORMAT_I8
 } attention_job;
 
+#define CK_ATT_MAX_HEAD_DIM 128 // the int8 query rows kept on the stack
+
 // Scores -> probabilities in place over `n` values (float32, max-subtracted as PyTorch does).
 static void softmax_portable(float *s, size_t n) {
     float mx = -INFINITY;
@@ -114,16 +116,43 @@ static inline float kv_at(const attention_job *j, const ck_attention_query *q, c
     }
 }
 
+// A query head rounded to int8 for the integer key scores of an int8 cache: q8 = round(q / qs),
+// qs = max|q| / 127; returns qs.
+static float quantize_query(const float *qh, size_t hd, int8_t *q8) {
+    float amax = 0.0f;
+    for (size_t d = 0; d < hd; d++) amax = fmaxf(amax, fabsf(qh[d]));
+    float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    for (size_t d = 0; d < hd; d++) q8[d] = (int8_t)nearbyintf(qh[d] * inv);
+    return amax / 127.0f;
+}
+
+// Byte of key d of position t, KV head h in an int8 key-block cache (ck_decode.h).
+static inline size_t key_block_index(size_t t, size_t h, size_t d, size_t kv_heads, size_t hd) {
+    return ((t / 16 * kv_heads + h) * (hd / 4) + d / 4) * 64 + t % 16 * 4 + d % 4;
+}
+
 static void attend_portable(const attention_job *j, const ck_attention_query *q, size_t kvh, float *scores) {
     size_t group = j->heads / j->kv_heads, hd = j->head_dim, n = q->length;
     for (size_t g = 0; g < group; g++) {
         size_t h = kvh * group + g;
         const float *qh = q->q + h * hd;
         float *s = scores + g * n;
-        for (size_t t = 0; t < n; t++) {
-            float dot = 0.0f;
-            for (size_t d = 0; d < hd; d++) dot += qh[d] * kv_at(j, q, q->keys, q->key_scales, t, kvh, d);
-            s[t] = dot * j->scale;
+        if (j->kv_format == CK_FORMAT_I8) {
+            int8_t q8[CK_ATT_MAX_HEAD_DIM];
+            float qs = quantize_query(qh, hd, q8);
+            const uint8_t *blocks = q->keys;
+            for (size_t t = 0; t < n; t++) {
+                int32_t dot = 0;
+                for (size_t d = 0; d < hd; d++)
+                    dot += (int32_t)q8[d] * ((int32_t)blocks[key_block_index(t, kvh, d, j->kv_heads, hd)] - 128);
+                s[t] = (float)dot * (q->key_scales[t * j->kv_heads + kvh] * (qs * j->scale));
+            }
+        } else {
+            for (size_t t = 0; t < n; t++) {
+                float dot = 0.0f;
+                for (size_t d = 0; d < hd; d++) dot += qh[d] * kv_at(j, q, q->keys, q->key_scales, t, kvh, d);
+                s[t] = dot * j->scale;
+            }
         }
         softmax_portable(s, n);
         float *o = q->out + h * hd;
@@ -220,6 +249,43 @@ weigh_values(const void *values, const float *scales, size_t scale_stride, size_
         for (int c = 0; c < CH; c++) _mm512_storeu_ps(out + g * hd + 16 * c, acc[g][c]);
 }
 
+// Scores of an int8 cache's keys for the `group` query heads of KV head kvh: each query head rounded
+// to int8, then per block of 16 positions head_dim / 4 dot products of 4 bytes x 16 positions
+// (vpdpbusd: keys as unsigned k + 128, the query's 128 * sum(q8) taken off after), one int32
+// accumulator holding the 16 scores: no widening and no reduction across lanes.
+CK_T_AVX512VNNI __attribute__((noinline)) static void
+key_scores_i8_vnni(const attention_job *j, const ck_attention_query *q, size_t kvh, float *scores) {
+    const size_t group = j->heads / j->kv_heads, hd = j->head_dim, n = q->length, nq = hd / 4;
+    int8_t q8[16][CK_ATT_MAX_HEAD_DIM] __attribute__((aligned(64)));   // group <= 16: checked by the caller
+    float qs[16];
+    int32_t qsum[16];
+    for (size_t g = 0; g < group; g++) {
+        qs[g] = quantize_query(q->q + (kvh * group + g) * hd, hd, q8[g]) * j->scale;
+        int32_t sum = 0;
+        for (size_t d = 0; d < hd; d++) sum += q8[g][d];
+        qsum[g] = 128 * sum;
+    }
+    const uint8_t *head_blocks = (const uint8_t *)q->keys + kvh * hd * 16;
+    const size_t block_stride = j->kv_heads * hd * 16;
+    for (size_t t = 0; t < n; t += 16) {
+        const uint8_t *block = head_blocks + t / 16 * block_stride;
+        for (size_t l = 0; l < hd * 16; l += 64) _mm_prefetch((const char *)(block + block_stride) + l, _MM_HINT_T0);
+        const size_t live = n - t < 16 ? n - t : 16;
+        const __mmask16 mask = (__mmask16)((1u << live) - 1);
+        float ks[16] = {0};
+        for (size_t u = 0; u < live; u++) ks[u] = q->key_scales[(t + u) * j->kv_heads + kvh];
+        const __m512 key_scale = _mm512_loadu_ps(ks);
+        for (size_t g = 0; g < group; g++) {
+            const int32_t *qd = (const int32_t *)q8[g];
+            __m512i acc = _mm512_setzero_si512();
+            for (size_t c = 0; c < nq; c++)
+                acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(block + c * 64), _mm512_set1_epi32(qd[c]));
+            __m512 dots = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, _mm512_set1_epi32(qsum[g])));
+            _mm512_mask_storeu_ps(scores + g * n + t, mask, _mm512_mul_ps(dots, _mm512_mul_ps(key_scale, _mm512_set1_ps(qs[g]))));
+        }
+    }
+}
+
 // One KV head for its `group` query heads, head_dim = 16 CH: scores 16 positions at a time (one
 // accumulator each, summed across lanes together), softmax, then the weighted values. The keys of
 // 16 positions are read (a float16 cache's widened) once into an L1 tile that every head of the
@@ -232,10 +298,10 @@ attend_avx512(const attention_job *j, const ck_attention_query *q, size_t kvh, f
     const size_t base = kvh * q->head_stride;
     // int8 rows: the scale of row t is at key_scales[t * scale_stride] (same for values).
     const size_t scale_stride = rs / hd, scale_base = base / hd;
-    const float *key_scales = kv == KV_I8 ? q->key_scales + scale_base : NULL;
     const __m512 scale = _mm512_set1_ps(j->scale);
     __m512 tile[16][CK_ATT_MAX_CHUNKS];
-    size_t t = 0;
+    size_t t = kv == KV_I8 ? n : 0;    // int8 keys: integer scores instead (key_scores_i8_vnni)
+    if (kv == KV_I8) key_scores_i8_vnni(j, q, kvh, scores);
     for (; t + 16 <= n; t += 16) {
         // The keys stream from memory: ask a tile ahead.
         for (int u = 0; u < 16; u++)
@@ -243,12 +309,6 @@ attend_avx512(const attention_job *j, const ck_attention_query *q, size_t kvh, f
                 _mm_prefetch((const char *)q->keys + (base + (t + 16 + u) * rs) * elem + l, _MM_HINT_T0);
         for (int u = 0; u < 16; u++)
             for (int c = 0; c < CH; c++) tile[u][c] = kv_load16(q->keys, base + (t + u) * rs + 16 * (size_t)c, kv);
-        __m512 row_scale = scale;
-        if (kv == KV_I8) {
-            float ks[16];
-            for (int u = 0; u < 16; u++) ks[u] = key_scales[(t + u) * scale_stride];
-            row_scale = _mm512_mul_ps(_mm512_loadu_ps(ks), scale);
-        }
         for (size_t g = 0; g < group; g++) {
             const float *qg = q->q + (kvh * group + g) * hd;
             __m512 acc[16];
@@ -257,18 +317,17 @@ attend_avx512(const attention_job *j, const ck_attention_query *q, size_t kvh, f
                 for (int c = 1; c < CH; c++) a = _mm512_fmadd_ps(_mm512_loadu_ps(qg + 16 * c), tile[u][c], a);
                 acc[u] = a;
             }
-            _mm512_storeu_ps(scores + g * n + t, _mm512_mul_ps(reduce16x16(acc), row_scale));
+            _mm512_storeu_ps(scores + g * n + t, _mm512_mul_ps(reduce16x16(acc), scale));
         }
     }
     for (; t < n; t++) {
         const size_t at = base + t * rs;
-        const float row_scale = kv == KV_I8 ? key_scales[t * scale_stride] * j->scale : j->scale;
         for (size_t g = 0; g < group; g++) {
             const float *qg = q->q + (kvh * group + g) * hd;
             __m512 a = _mm512_mul_ps(_mm512_loadu_ps(qg), kv_load16(q->keys, at, kv));
             for (int c = 1; c < CH; c++)
                 a = _mm512_fmadd_ps(_mm512_loadu_ps(qg + 16 * c), kv_load16(q->keys, at + 16 * (size_t)c, kv), a);
-            scores[g * n + t] = _mm512_reduce_add_ps(a) * row_scale;
+            scores[g * n + t] = _mm512_reduce_add_ps(a) * j->scale;
         }
     }
     for (size_t g = 0; g < group; g++) softmax_avx512(scores + g * n, n);
@@ -340,9 +399,12 @@ int ck_decode_attention(ck_pool *pool, const ck_attention_query *queries, size_t
     if (kv_format == CK_FORMAT_I8)
         for (size_t i = 0; i < count; i++)
             if (!queries[i].key_scales || !queries[i].value_scales) return -1;
+    if (kv_format == CK_FORMAT_I8 && (head_dim % 4 != 0 || head_dim > CK_ATT_MAX_HEAD_DIM)) return -1;
     int path = ck_isa_best();
 #if CK_X86
     if (head_dim % 16 != 0 || head_dim / 16 > CK_ATT_MAX_CHUNKS) path = CK_ISA_PORTABLE;
+    // Integer key scores need VNNI and keep at most 16 query heads' int8 rows on the stack.
+    if (kv_format == CK_FORMAT_I8 && (!ck_cpu_has_avx512vnni() || heads / kv_heads > 16)) path = CK_ISA_PORTABLE;
 #endif
     attention_job job = {queries, heads, kv_heads, head_dim, scale, path, kv_format};
     size_t work = 0;
@@ -389,4 +451,27 @@ void ck_kv_quantize_i8(const float *x, size_t rows, size_t heads, size_t head_di
 void ck_kv_dequantize_i8(const int8_t *q, const float *scales, size_t rows, size_t heads, size_t head_dim, float *x) {
     for (size_t r = 0; r < rows * heads; r++)
         for (size_t d = 0; d < head_dim; d++) x[r * head_dim + d] = scales[r] * (float)q[r * head_dim + d];
+}
+
+void ck_kv_store_i8_keys(const float *x, size_t rows, size_t first, size_t heads, size_t head_dim, uint8_t *blocks,
+                         float *scales) {
+    int8_t q[CK_ATT_MAX_HEAD_DIM];
+    if (head_dim > CK_ATT_MAX_HEAD_DIM || head_dim % 4 != 0) return;   // rejected by ck_decode_attention too
+    for (size_t r = 0; r < rows; r++) {
+        const size_t t = first + r;
+        for (size_t h = 0; h < heads; h++) {
+            scales[t * heads + h] = quantize_query(x + (r * heads + h) * head_dim, head_dim, q);
+            for (size_t d = 0; d < head_dim; d++)
+                blocks[key_block_index(t, h, d, heads, head_dim)] = (uint8_t)((int32_t)q[d] + 128);
+        }
+    }
+}
+
+void ck_kv_load_i8_keys(const uint8_t *blocks, const float *scales, size_t rows, size_t heads, size_t head_dim,
+                        float *x) {
+    for (size_t t = 0; t < rows; t++)
+        for (size_t h = 0; h < heads; h++)
+            for (size_t d = 0; d < head_dim; d++)
+                x[(t * heads + h) * head_dim + d] =
+                    scales[t * heads + h] * (float)((int32_t)blocks[key_block_index(t, h, d, heads, head_dim)] - 128);
 }

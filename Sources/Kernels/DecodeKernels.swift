@@ -61,7 +61,8 @@ public enum DecodeKernels {
         /// `[heads, headDim]`, after RoPE.
         public var query: UnsafePointer<Float>
         /// Key `d` of position `t` and KV head `h` at element `t · rowStride + h · headStride + d`, in
-        /// the cache's precision, after RoPE; values laid out the same.
+        /// the cache's precision, after RoPE; values laid out the same. An int8 cache's keys are
+        /// key blocks instead (`Kernels.narrowToInt8KeyBlocks`).
         public var keys: UnsafeRawPointer
         public var values: UnsafeRawPointer
         public var rowStride: Int
@@ -69,8 +70,9 @@ public enum DecodeKernels {
         public var length: Int
         /// `[heads, headDim]`.
         public var output: UnsafeMutablePointer<Float>
-        /// An int8 cache's scales: key row `t` of KV head `h` is scaled by element
-        /// `(t · rowStride + h · headStride) / headDim`; values the same. nil for other caches.
+        /// An int8 cache's scales: key row `t` of KV head `h` is scaled by element `t · kvHeads + h`
+        /// (int8 keys are key blocks, `Kernels.narrowToInt8KeyBlocks`, whatever the strides), value
+        /// row `t` by element `(t · rowStride + h · headStride) / headDim`. nil for other caches.
         public var keyScales: UnsafePointer<Float>?
         public var valueScales: UnsafePointer<Float>?
 

@@ -59,3 +59,22 @@ extension Kernels {
         ck_kv_dequantize_i8(src.assumingMemoryBound(to: Int8.self), scales, rows, heads, headDim, out)
     }
 }
+
+extension Kernels {
+    /// Positions an int8 cache's key block holds (see `narrowToInt8KeyBlocks`).
+    public static let int8KeyBlockPositions = 16
+
+    /// `rows` float32 key rows (`[rows, heads · headDim]`) written as positions `first...` of an int8
+    /// cache's key blocks (16 positions a block, laid out for integer dot products; `ck_decode.h`),
+    /// each head's row rounded like `narrowToScaledInt8`, scales at `scales[t · heads + head]`.
+    public static func narrowToInt8KeyBlocks(_ src: UnsafePointer<Float>, rows: Int, first: Int, heads: Int, headDim: Int,
+                                             into blocks: UnsafeMutableRawPointer, scales: UnsafeMutablePointer<Float>) {
+        ck_kv_store_i8_keys(src, rows, first, heads, headDim, blocks.assumingMemoryBound(to: UInt8.self), scales)
+    }
+
+    /// Positions `0..<rows` of int8 key blocks as float32 rows `[rows, heads · headDim]`.
+    public static func widenInt8KeyBlocks(_ blocks: UnsafeRawPointer, scales: UnsafePointer<Float>, rows: Int, heads: Int,
+                                          headDim: Int, into out: UnsafeMutablePointer<Float>) {
+        ck_kv_load_i8_keys(blocks.assumingMemoryBound(to: UInt8.self), scales, rows, heads, headDim, out)
+    }
+}

@@ -4,8 +4,9 @@ import Kernels
 ///
 /// Keys are stored after RoPE (and q/k norm), so a new token attends to them as they are. Each
 /// layer holds `[capacity, width]` keys and as many values, in float32, float16 or int8
-/// (`precision`; int8 rows carry a float32 scale per position and KV head, `[capacity, heads]`);
-/// storage grows by doubling; `count` is the number of positions filled.
+/// (`precision`; int8 rows carry a float32 scale per position and KV head, `[capacity, heads]`, and
+/// int8 keys are laid out in blocks of 16 positions for integer dot products, see
+/// `Kernels.narrowToInt8KeyBlocks`); storage grows by doubling; `count` is the number of positions filled.
 public final class KVCache: @unchecked Sendable {
     public typealias Precision = DecodeKernels.CachePrecision
 
@@ -28,11 +29,11 @@ public final class KVCache: @unchecked Sendable {
         self.width = width
         self.heads = heads
         self.precision = precision
-        self.capacity = max(capacity, 1)
-        let bytes = max(capacity, 1) * width * precision.bytesPerValue
+        self.capacity = Self.rounded(max(capacity, 1), precision)
+        let bytes = self.capacity * width * precision.bytesPerValue
         keys = (0..<layerCount).map { _ in .allocate(byteCount: bytes, alignment: 64) }
         values = (0..<layerCount).map { _ in .allocate(byteCount: bytes, alignment: 64) }
-        let scaleCount = precision == .int8 ? max(capacity, 1) * heads : 0
+        let scaleCount = precision == .int8 ? self.capacity * heads : 0
         keyScales = precision == .int8 ? (0..<layerCount).map { _ in .allocate(capacity: scaleCount) } : []
         valueScales = precision == .int8 ? (0..<layerCount).map { _ in .allocate(capacity: scaleCount) } : []
     }
@@ -47,6 +48,16 @@ public final class KVCache: @unchecked Sendable {
     private var rowBytes: Int { width * precision.bytesPerValue }
     private var headDim: Int { width / heads }
 
+    /// int8 keys come in whole blocks of 16 positions.
+    private static func rounded(_ positions: Int, _ precision: Precision) -> Int {
+        guard precision == .int8 else { return positions }
+        let block = Kernels.int8KeyBlockPositions
+        return (positions + block - 1) / block * block
+    }
+
+    /// Key bytes holding positions `0..<positions` (whole blocks for int8).
+    private func keyBytes(_ positions: Int) -> Int { Self.rounded(positions, precision) * rowBytes }
+
     /// Makes room for `additional` more positions.
     func reserve(_ additional: Int) {
         let needed = count + additional
@@ -54,7 +65,7 @@ public final class KVCache: @unchecked Sendable {
         var newCapacity = capacity
         while newCapacity < needed { newCapacity *= 2 }
         for layer in 0..<layerCount {
-            keys[layer] = Self.moved(keys[layer], bytes: count * rowBytes, to: newCapacity * rowBytes)
+            keys[layer] = Self.moved(keys[layer], bytes: keyBytes(count), to: newCapacity * rowBytes)
             values[layer] = Self.moved(values[layer], bytes: count * rowBytes, to: newCapacity * rowBytes)
         }
         for layer in keyScales.indices {
@@ -91,8 +102,8 @@ public final class KVCache: @unchecked Sendable {
             Kernels.narrowToFloat16(newValues, count: n, into: values[layer] + offset)
         case .int8:
             let scaleOffset = position * heads
-            Kernels.narrowToScaledInt8(newKeys, rows: rows, heads: heads, headDim: headDim, into: keys[layer] + offset,
-                                       scales: keyScales[layer] + scaleOffset)
+            Kernels.narrowToInt8KeyBlocks(newKeys, rows: rows, first: position, heads: heads, headDim: headDim,
+                                          into: keys[layer], scales: keyScales[layer])
             Kernels.narrowToScaledInt8(newValues, rows: rows, heads: heads, headDim: headDim, into: values[layer] + offset,
                                        scales: valueScales[layer] + scaleOffset)
         }
@@ -127,8 +138,8 @@ public final class KVCache: @unchecked Sendable {
             return Float32Rows(keys: UnsafePointer(buffer.pointer), values: UnsafePointer(buffer.pointer + n), widened: buffer)
         case .int8:
             let buffer = FloatBuffer(uninitializedCount: 2 * n)
-            Kernels.widenScaledInt8(keys[layer], scales: keyScales[layer], rows: length, heads: heads, headDim: headDim,
-                                    into: buffer.pointer)
+            Kernels.widenInt8KeyBlocks(keys[layer], scales: keyScales[layer], rows: length, heads: heads, headDim: headDim,
+                                       into: buffer.pointer)
             Kernels.widenScaledInt8(values[layer], scales: valueScales[layer], rows: length, heads: heads, headDim: headDim,
                                     into: buffer.pointer + n)
             return Float32Rows(keys: UnsafePointer(buffer.pointer), values: UnsafePointer(buffer.pointer + n), widened: buffer)
@@ -140,7 +151,7 @@ public final class KVCache: @unchecked Sendable {
         let n = min(max(length, 0), count)
         let copy = KVCache(layerCount: layerCount, width: width, heads: heads, capacity: max(capacity, n), precision: precision)
         for layer in 0..<layerCount {
-            copy.keys[layer].copyMemory(from: keys[layer], byteCount: n * rowBytes)
+            copy.keys[layer].copyMemory(from: keys[layer], byteCount: keyBytes(n))
             copy.values[layer].copyMemory(from: values[layer], byteCount: n * rowBytes)
         }
         for layer in keyScales.indices {

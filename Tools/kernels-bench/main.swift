@@ -112,7 +112,8 @@ if arguments.contains("--attention") {
     let threads = threadCounts.max() ?? 2
     let pool = ComputePool(threads: threads)
     for m in batchSizes {
-        let kvWidth = kvHeads * hd, perCache = length * kvWidth
+        // Whole blocks of 16 positions: what an int8 cache's keys take.
+        let kvWidth = kvHeads * hd, perCache = (length + 15) / 16 * 16 * kvWidth
         let queries = randomFloats(m * heads * hd, seed: 7)
         var out = [Float](repeating: 0, count: m * heads * hd)
         for precision in [DecodeKernels.CachePrecision.float32, .float16, .int8] { for headMajor in [false, true] {
@@ -129,6 +130,11 @@ if arguments.contains("--attention") {
                 case .float32: at.copyMemory(from: values, byteCount: perCache * 4)
                 case .float16:
                     values.withUnsafeBufferPointer { ck_f32_to_f16($0.baseAddress!, at.assumingMemoryBound(to: UInt16.self), perCache) }
+                case .int8 where i % 2 == 0:    // keys: key blocks, scales [position, kv head]
+                    values.withUnsafeBufferPointer {
+                        Kernels.narrowToInt8KeyBlocks($0.baseAddress!, rows: length, first: 0, heads: kvHeads, headDim: hd, into: at,
+                                                      scales: scales + i * length * kvHeads)
+                    }
                 case .int8:
                     values.withUnsafeBufferPointer {
                         Kernels.narrowToScaledInt8($0.baseAddress!, rows: length, heads: kvHeads, headDim: hd, into: at,

@@ -32,20 +32,38 @@ int ck_matmul_many(ck_pool *pool, int isa, const ck_product *products, size_t co
 typedef struct {
     const float *q;      ///< [heads, head_dim], after RoPE (and q norm)
     const void *keys;    ///< key d of position t, KV head h at [t * row_stride + h * head_stride + d], in the
-                         ///< job's kv_format, after RoPE (and k norm)
+                         ///< job's kv_format, after RoPE (and k norm); CK_FORMAT_I8: key blocks (below)
     const void *values;  ///< laid out as keys
     size_t row_stride;   ///< elements between positions (kv_heads * head_dim when heads are interleaved)
     size_t head_stride;  ///< elements between KV heads (head_dim when interleaved)
     size_t length;       ///< positions visible to this row (all of them: it is the newest)
     float *out;          ///< [heads, head_dim]
-    /// CK_FORMAT_I8 only (else NULL): the scale of key (value) row t of KV head h at
-    /// [(t * row_stride + h * head_stride) / head_dim]; element d is scale * int8 value.
+    /// CK_FORMAT_I8 only (else NULL): the scale of key row t of KV head h at [t * kv_heads + h] (the
+    /// key blocks' own layout), of value row t at [(t * row_stride + h * head_stride) / head_dim];
+    /// element d is scale * int8 value.
     const float *key_scales;
     const float *value_scales;
 } ck_attention_query;
 
+/// CK_FORMAT_I8 keys are stored in blocks of 16 positions for integer dot products: block b holds,
+/// per KV head h, head_dim / 4 groups of 16 positions x 4 consecutive values, as unsigned bytes
+/// k + 128: key d of position t, head h at byte
+///     ((t / 16 * kv_heads + h) * head_dim / 4 + d / 4) * 64 + t % 16 * 4 + d % 4.
+/// The layout does not depend on the capacity (a cache grows by copying whole blocks). A query head
+/// is rounded to int8 the same way (scale max|q| / 127), so a score is
+///     scale * key_scale[t] * query_scale * (sum of the integer products).
+
+/// Writes `rows` float32 key rows ([rows, heads * head_dim]) as positions first..first + rows - 1
+/// of an int8 key-block cache, scales at scales[t * heads + h] (max|k| / 127).
+void ck_kv_store_i8_keys(const float *x, size_t rows, size_t first, size_t heads, size_t head_dim, uint8_t *blocks,
+                         float *scales);
+
+/// Positions 0..rows-1 of an int8 key-block cache as float32 rows [rows, heads * head_dim].
+void ck_kv_load_i8_keys(const uint8_t *blocks, const float *scales, size_t rows, size_t heads, size_t head_dim,
+                        float *x);
+
 /// Rounds `rows` cache rows of `heads` x `head_dim` float32 values (row i at x + i * heads * head_dim)
-/// to int8 with one scale per row and head, max|x| / 127 (0 for an all-zero head): q = round(x / scale).
+/// to int8 (an int8 cache's values) with one scale per row and head, max|x| / 127 (0 for an all-zero head): q = round(x / scale).
 /// Scales go to scales[i * heads + h].
 void ck_kv_quantize_i8(const float *x, size_t rows, size_t heads, size_t head_dim, int8_t *q, float *scales);
 
