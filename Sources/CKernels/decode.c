@@ -286,22 +286,19 @@ key_scores_i8_vnni(const attention_job *j, const ck_attention_query *q, size_t k
     }
 }
 
-// One KV head for its `group` query heads, head_dim = 16 CH: scores 16 positions at a time (one
-// accumulator each, summed across lanes together), softmax, then the weighted values. The keys of
-// 16 positions are read (a float16 cache's widened) once into an L1 tile that every head of the
-// group scores from: widening each key once per head made the float16 step compute-bound.
+// Scores of float keys for the `group` query heads of KV head kvh, head_dim = 16 CH: 16 positions at
+// a time, one accumulator each, summed across lanes together. The keys of 16 positions are read (a
+// float16 cache's widened) once into an L1 tile that every head of the group scores from: widening
+// each key once per head made the float16 step compute-bound.
 CK_T_AVX512 static inline __attribute__((always_inline)) void
-attend_avx512(const attention_job *j, const ck_attention_query *q, size_t kvh, float *scores, const int CH,
-              const int kv) {
+key_scores_avx512(const attention_job *j, const ck_attention_query *q, size_t kvh, float *scores, const int CH,
+                  const int kv) {
     const size_t group = j->heads / j->kv_heads, hd = j->head_dim, rs = q->row_stride, n = q->length;
-    const size_t elem = kv == KV_I8 ? 1 : kv == KV_F16 ? 2 : 4, row_bytes = hd * elem;
+    const size_t elem = kv == KV_F16 ? 2 : 4, row_bytes = hd * elem;
     const size_t base = kvh * q->head_stride;
-    // int8 rows: the scale of row t is at key_scales[t * scale_stride] (same for values).
-    const size_t scale_stride = rs / hd, scale_base = base / hd;
     const __m512 scale = _mm512_set1_ps(j->scale);
     __m512 tile[16][CK_ATT_MAX_CHUNKS];
-    size_t t = kv == KV_I8 ? n : 0;    // int8 keys: integer scores instead (key_scores_i8_vnni)
-    if (kv == KV_I8) key_scores_i8_vnni(j, q, kvh, scores);
+    size_t t = 0;
     for (; t + 16 <= n; t += 16) {
         // The keys stream from memory: ask a tile ahead.
         for (int u = 0; u < 16; u++)
@@ -330,6 +327,20 @@ attend_avx512(const attention_job *j, const ck_attention_query *q, size_t kvh, f
             scores[g * n + t] = _mm512_reduce_add_ps(a) * j->scale;
         }
     }
+}
+
+// One KV head for its `group` query heads, head_dim = 16 CH: the scores (integer ones for int8
+// keys), softmax, then the weighted values.
+CK_T_AVX512 static inline __attribute__((always_inline)) void
+attend_avx512(const attention_job *j, const ck_attention_query *q, size_t kvh, float *scores, const int CH,
+              const int kv) {
+    const size_t group = j->heads / j->kv_heads, hd = j->head_dim, rs = q->row_stride, n = q->length;
+    const size_t elem = kv == KV_I8 ? 1 : kv == KV_F16 ? 2 : 4;
+    const size_t base = kvh * q->head_stride;
+    // int8 value rows: the scale of row t is at value_scales[t * scale_stride].
+    const size_t scale_stride = rs / hd, scale_base = base / hd;
+    if (kv == KV_I8) key_scores_i8_vnni(j, q, kvh, scores);
+    else key_scores_avx512(j, q, kvh, scores, CH, kv);
     for (size_t g = 0; g < group; g++) softmax_avx512(scores + g * n, n);
     // Up to 4 heads per pass over the values (2 when 4 x CH accumulators would not fit in registers).
     const size_t most = CH <= 6 ? 4 : 2;
