@@ -18,13 +18,20 @@ public final class Engine: @unchecked Sendable {
     /// - Parameters:
     ///   - threads: sets the OpenBLAS threads (process-wide; < 1 = every core); nil leaves them
     ///     as they are (OpenBLAS starts with one per core).
-    ///   - cachePrecision: nil takes the model file's (`Decoder.defaultCachePrecision`).
+    ///   - cachePrecision: nil takes the model file's (`Decoder.defaultCachePrecision`); a precision
+    ///     that cannot hold the model's heads (int8 beyond 128 values a head) is refused.
     ///   - prefixBytes: memory for the keys and values of recent prompts, so that a prompt
     ///     beginning like one of them (same image, same system prompt) prefills only the rest; 0 keeps none.
     public init(model: VisionLanguageModel, threads: Int? = nil, cachePrecision: KVCache.Precision? = nil,
-                prefixBytes: Int = 0) {
+                prefixBytes: Int = 0) throws(ModelError) {
+        let precision = cachePrecision ?? model.decoder.defaultCachePrecision
+        let headDim = model.config.headDim
+        guard precision.holds(headDim: headDim) else {
+            throw ModelError(.unsupported, "the \(precision) KV cache needs heads of a multiple of 4 values, at most 128; "
+                             + "this model's have \(headDim): use --kv-cache f16")
+        }
         self.model = model
-        self.cachePrecision = cachePrecision ?? model.decoder.defaultCachePrecision
+        self.cachePrecision = precision
         prefixes = prefixBytes > 0
             ? PromptPrefixes(byteLimit: prefixBytes, placeholder: model.config.imageTokenID, runLength: model.config.imageTokenCount)
             : nil

@@ -47,6 +47,12 @@ public enum DecodeKernels {
             }
         }
 
+        /// Whether the decode attention can read heads of `headDim` values in this precision: int8
+        /// keys and values are multiplied in groups of 4 and a head is kept on the stack (at most 128).
+        public func holds(headDim: Int) -> Bool {
+            self != .int8 || (headDim % 4 == 0 && headDim > 0 && headDim <= 128)
+        }
+
         var tag: Int32 {
             switch self {
             case .float32: WeightFormat.float32.tag

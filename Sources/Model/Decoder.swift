@@ -29,11 +29,12 @@ public final class Decoder: @unchecked Sendable {
     /// The KV cache precision that fits the file: float16 for Q8_0 and BF16 weights, whose own
     /// rounding moves the logits a hundred times more than float16 keys and values do, and whose
     /// users chose speed (a batched decode step reads every cache in full); int8 for Q4_0, whose
-    /// weights move the logits ten times more than int8 keys and values do; float32 for F32 and
-    /// F16 files, which reproduce upstream's float32 outputs (see README, "KV cache").
+    /// weights move the logits ten times more than int8 keys and values do (float16 when the heads do
+    /// not fit the int8 kernels); float32 for F32 and F16 files, which reproduce upstream's float32
+    /// outputs (see README, "KV cache").
     public var defaultCachePrecision: KVCache.Precision {
         switch layers.first?.attention.query.decode?.format {
-        case .q4_0: .int8
+        case .q4_0: KVCache.Precision.int8.holds(headDim: config.headDim) ? .int8 : .float16
         case .q8_0, .bfloat16: .float16
         default: .float32
         }

@@ -75,7 +75,7 @@ struct Ask: AsyncParsableCommand {
         do { chat = try ChatModel(path: model) } catch { throw ValidationError("cannot open model \(model): \(error)") }
         let network = chat.network
         let tokenizer = chat.tokenizer
-        let engine = Engine(model: network, threads: threads, cachePrecision: kvCache.precision)
+        let engine = try Engine(model: network, threads: threads, cachePrecision: kvCache.precision)
 
         // Images: decode, preprocess, encode in one batch.
         var features: [[Float]] = []

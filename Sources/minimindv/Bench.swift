@@ -55,7 +55,7 @@ struct Bench: AsyncParsableCommand {
         // One load: the network, tokenizer and preprocessing the figures and the one-job row share.
         let chat = try ChatModel(path: model)
         let network = chat.network, tokenizer = chat.tokenizer
-        let engine = Engine(model: network, threads: threads, cachePrecision: kvCache.precision)
+        let engine = try Engine(model: network, threads: threads, cachePrecision: kvCache.precision)
         let config = network.config
         var rows: [(String, String)] = []
 

@@ -117,9 +117,14 @@ struct Serve: ParsableCommand {
         do { model = try ChatModel(path: modelPath) } catch {
             throw SpoolCommandError("cannot load the model \(modelPath): \(error)")
         }
-        let engine = Engine(model: model.network, threads: settings.threads,
-                            cachePrecision: CacheOption(rawValue: settings.kvCache)?.precision,
-                            prefixBytes: settings.prefixMB << 20)
+        let engine: Engine
+        do {
+            engine = try Engine(model: model.network, threads: settings.threads,
+                                cachePrecision: CacheOption(rawValue: settings.kvCache)?.precision,
+                                prefixBytes: settings.prefixMB << 20)
+        } catch {
+            throw SpoolCommandError("cannot run the model \(modelPath): \(error)")
+        }
         let fingerprint = EngineJobExecutor.visionFingerprint(of: model)
         let cache = EmbeddingCache(directory: settings.cacheDirectory.map { URL(fileURLWithPath: $0) },
                                    fingerprint: fingerprint, memoryBudgetBytes: settings.cacheMB << 20,

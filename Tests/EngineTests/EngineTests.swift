@@ -30,7 +30,7 @@ enum EngineFixtures {
                 name: generation, checkpoint: root.appendingPathComponent("tiny/sft_vlm_64.pth"),
                 vision: root.appendingPathComponent(generation == "gen2" ? "clip-vit-base-patch16" : "siglip2-base-p32-256-ve"),
                 tokenizer: root.appendingPathComponent("tiny"), type: .f32)
-            let engine = Engine(model: try VisionLanguageModel(path: output))
+            let engine = try Engine(model: try VisionLanguageModel(path: output))
             engines[generation] = engine
             paths[generation] = output
             return engine

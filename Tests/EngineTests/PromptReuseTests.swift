@@ -12,7 +12,7 @@ struct PromptReuseTests {
 
     /// The same model as the fixtures' engine, remembering up to `bytes` of prompts.
     static func reusingEngine(_ generation: String, bytes: Int = 64 << 20) throws -> Engine {
-        Engine(model: try EngineFixtures.engine(generation).model, prefixBytes: bytes)
+        try Engine(model: try EngineFixtures.engine(generation).model, prefixBytes: bytes)
     }
 
     /// Logits and greedy tokens of `request` on an engine that prefills everything.
@@ -55,7 +55,7 @@ struct PromptReuseTests {
     /// int8 engine's that prefilled everything.
     @Test func anInt8CacheIsReusedWithItsScales() throws {
         let model = try EngineFixtures.engine("gen3").model
-        let engine = Engine(model: model, cachePrecision: .int8, prefixBytes: 64 << 20)
+        let engine = try Engine(model: model, cachePrecision: .int8, prefixBytes: 64 << 20)
         let prompt = try EngineFixtures.prompt("gen3", "img1", engine: engine)
         var otherIDs = prompt.ids
         let changed = otherIDs.count - 3
@@ -66,7 +66,7 @@ struct PromptReuseTests {
         let reused = try engine.start([second])[0]
         #expect(reused.reusedPositions == changed)
 
-        let plain = Engine(model: model, cachePrecision: .int8)
+        let plain = try Engine(model: model, cachePrecision: .int8)
         let fresh = try plain.start([second])[0]
         #expect(relativeError(reused.nextLogits, fresh.nextLogits) < 1e-5)
         #expect(try Self.finish(reused, on: engine) == (try Self.finish(fresh, on: plain)))

@@ -181,6 +181,17 @@ struct DecodeAttentionTests {
         }
     }
 
+    /// An int8 cache multiplies heads in groups of 4 values and keeps one on the stack: the engine
+    /// asks `holds(headDim:)` before making one (and a Q4_0 file's default falls back to float16).
+    @Test func int8CachesHoldHeadsOfMultiplesOf4UpTo128() {
+        for hd in [4, 16, 20, 64, 96, 128] { #expect(DecodeKernels.CachePrecision.int8.holds(headDim: hd)) }
+        for hd in [0, 6, 30, 132, 256] { #expect(!DecodeKernels.CachePrecision.int8.holds(headDim: hd)) }
+        for hd in [6, 30, 256] {
+            #expect(DecodeKernels.CachePrecision.float16.holds(headDim: hd))
+            #expect(DecodeKernels.CachePrecision.float32.holds(headDim: hd))
+        }
+    }
+
     /// Runs `body` with stable pointers to each array's storage.
     private func withPointers(_ keys: [[UInt8]], _ values: [[UInt8]], _ queries: [[Float]], _ outputs: inout [[Float]],
                               _ body: ([UnsafeRawPointer], [UnsafeRawPointer], [UnsafePointer<Float>], [UnsafeMutablePointer<Float>]) -> Void) {
