@@ -116,13 +116,31 @@ static inline float kv_at(const attention_job *j, const ck_attention_query *q, c
     }
 }
 
-// A query head rounded to int8 for the integer key scores of an int8 cache: q8 = round(q / qs),
-// qs = max|q| / 127; returns qs.
-static float quantize_query(const float *qh, size_t hd, int8_t *q8) {
+#if CK_X86
+// quantize_head for head_dim a multiple of 16: cvtps rounds half to even under the default MXCSR
+// mode, as nearbyintf does, so both give the same bytes.
+CK_T_AVX512 static float quantize_head_avx512(const float *x, size_t hd, int8_t *q) {
+    __m512 vmax = _mm512_setzero_ps();
+    for (size_t d = 0; d < hd; d += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(x + d)));
+    float amax = _mm512_reduce_max_ps(vmax);
+    __m512 inv = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+    for (size_t d = 0; d < hd; d += 16)
+        _mm_storeu_si128((__m128i *)(q + d), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + d), inv))));
+    return amax / 127.0f;
+}
+#endif
+
+// One head's row of an int8 cache (keys, values) or a query head for the integer key scores,
+// rounded to int8: q = round(x / s) with s = max|x| / 127 (0 for an all-zero row); returns s.
+// Runs for every new row of every layer, so never a libm call per value where vectors apply.
+static float quantize_head(const float *x, size_t hd, int8_t *q) {
+#if CK_X86
+    if (hd % 16 == 0 && ck_isa_best() >= CK_ISA_AVX512) return quantize_head_avx512(x, hd, q);
+#endif
     float amax = 0.0f;
-    for (size_t d = 0; d < hd; d++) amax = fmaxf(amax, fabsf(qh[d]));
+    for (size_t d = 0; d < hd; d++) amax = fmaxf(amax, fabsf(x[d]));
     float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    for (size_t d = 0; d < hd; d++) q8[d] = (int8_t)nearbyintf(qh[d] * inv);
+    for (size_t d = 0; d < hd; d++) q[d] = (int8_t)nearbyintf(x[d] * inv);
     return amax / 127.0f;
 }
 
@@ -139,7 +157,7 @@ static void attend_portable(const attention_job *j, const ck_attention_query *q,
         float *s = scores + g * n;
         if (j->kv_format == CK_FORMAT_I8) {
             int8_t q8[CK_ATT_MAX_HEAD_DIM];
-            float qs = quantize_query(qh, hd, q8);
+            float qs = quantize_head(qh, hd, q8);
             const uint8_t *blocks = q->keys;
             for (size_t t = 0; t < n; t++) {
                 int32_t dot = 0;
@@ -260,7 +278,7 @@ key_scores_i8_vnni(const attention_job *j, const ck_attention_query *q, size_t k
     float qs[16];
     int32_t qsum[16];
     for (size_t g = 0; g < group; g++) {
-        qs[g] = quantize_query(q->q + (kvh * group + g) * hd, hd, q8[g]) * j->scale;
+        qs[g] = quantize_head(q->q + (kvh * group + g) * hd, hd, q8[g]) * j->scale;
         int32_t sum = 0;
         for (size_t d = 0; d < hd; d++) sum += q8[g][d];
         qsum[g] = 128 * sum;
@@ -427,36 +445,8 @@ int ck_decode_attention(ck_pool *pool, const ck_attention_query *queries, size_t
 
 // ---- int8 cache rows ----------------------------------------------------------------------------
 
-#if CK_X86
-// One head's row of head_dim (a multiple of 16, at most 128) values; cvtps rounds half to even under
-// the default MXCSR mode, as nearbyintf does.
-CK_T_AVX512 static void kv_quantize_row_avx512(const float *x, size_t head_dim, int8_t *q, float *scale) {
-    __m512 vmax = _mm512_setzero_ps();
-    for (size_t d = 0; d < head_dim; d += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(x + d)));
-    float amax = _mm512_reduce_max_ps(vmax);
-    __m512 inv = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
-    for (size_t d = 0; d < head_dim; d += 16)
-        _mm_storeu_si128((__m128i *)(q + d), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + d), inv))));
-    *scale = amax / 127.0f;
-}
-#endif
-
 void ck_kv_quantize_i8(const float *x, size_t rows, size_t heads, size_t head_dim, int8_t *q, float *scales) {
-#if CK_X86
-    if (head_dim % 16 == 0 && ck_isa_best() >= CK_ISA_AVX512) {
-        for (size_t r = 0; r < rows * heads; r++) kv_quantize_row_avx512(x + r * head_dim, head_dim, q + r * head_dim, scales + r);
-        return;
-    }
-#endif
-    for (size_t r = 0; r < rows * heads; r++) {
-        const float *xr = x + r * head_dim;
-        int8_t *qr = q + r * head_dim;
-        float amax = 0.0f;
-        for (size_t d = 0; d < head_dim; d++) amax = fmaxf(amax, fabsf(xr[d]));
-        float scale = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-        for (size_t d = 0; d < head_dim; d++) qr[d] = (int8_t)nearbyintf(xr[d] * inv);
-        scales[r] = scale;
-    }
+    for (size_t r = 0; r < rows * heads; r++) scales[r] = quantize_head(x + r * head_dim, head_dim, q + r * head_dim);
 }
 
 void ck_kv_dequantize_i8(const int8_t *q, const float *scales, size_t rows, size_t heads, size_t head_dim, float *x) {
@@ -471,7 +461,7 @@ void ck_kv_store_i8_keys(const float *x, size_t rows, size_t first, size_t heads
     for (size_t r = 0; r < rows; r++) {
         const size_t t = first + r;
         for (size_t h = 0; h < heads; h++) {
-            scales[t * heads + h] = quantize_query(x + (r * heads + h) * head_dim, head_dim, q);
+            scales[t * heads + h] = quantize_head(x + (r * heads + h) * head_dim, head_dim, q);
             for (size_t d = 0; d < head_dim; d++)
                 blocks[key_block_index(t, h, d, heads, head_dim)] = (uint8_t)((int32_t)q[d] + 128);
         }
