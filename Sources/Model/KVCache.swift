@@ -25,6 +25,7 @@ public final class KVCache: @unchecked Sendable {
 
     public init(layerCount: Int, width: Int, heads: Int = 1, capacity: Int = 256, precision: Precision = .float32) {
         precondition(heads >= 1 && width % heads == 0, "KVCache: \(width) values a position do not split into \(heads) heads")
+        precondition(precision.holds(headDim: width / heads), "KVCache: a \(precision) cache cannot hold heads of \(width / heads) values")
         self.layerCount = layerCount
         self.width = width
         self.heads = heads
