@@ -133,8 +133,9 @@ static void quantize_row_portable(const float *x, size_t cols, int8_t *q, float 
 CK_LANES16(lanes16_max, _mm512_max_ps)
 CK_LANES16(lanes16_sum, _mm512_add_ps)
 
-// Block b of a row: q = round(x / d) in -127..127 with d = max|x| / 127, and 128 · Σ q.
-CK_T_AVX512 static inline void quantize_block_avx512(const float *xb, int8_t *qb, float id, int32_t *sum) {
+// One block of a row: q = round(x · id) in -127..127 (id = 1 / d, d = max|x| / 127) stored to qb; returns the
+// 16 lanes whose sum is Σ q (each |lane| <= 254).
+CK_T_AVX512 static inline __m512i quantize_block_avx512(const float *xb, int8_t *qb, float id) {
     __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
     __m512 vid = _mm512_set1_ps(id);
     // Rounds half to even under the default MXCSR mode, as nearbyintf does.
@@ -144,7 +145,7 @@ CK_T_AVX512 static inline void quantize_block_avx512(const float *xb, int8_t *qb
     v1 = _mm512_min_epi32(_mm512_max_epi32(v1, lo), hi);
     _mm_storeu_si128((__m128i *)qb, _mm512_cvtepi32_epi8(v0));
     _mm_storeu_si128((__m128i *)(qb + 16), _mm512_cvtepi32_epi8(v1));
-    *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(v0, v1));
+    return _mm512_add_epi32(v0, v1);
 }
 
 // Sixteen blocks at a time: their maxima and sums reduced across lanes together (the single-block
@@ -165,18 +166,9 @@ CK_T_AVX512 static void quantize_row_avx512(const float *x, size_t cols, int8_t 
         float ids[16];
         _mm512_storeu_ps(ids, id);
         __m512 sums[16];
-        __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
-        for (int u = 0; u < 16; u++) {
-            __m512 vid = _mm512_set1_ps(ids[u]);
-            __m512i v0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xg + 32 * u), vid));
-            __m512i v1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xg + 32 * u + 16), vid));
-            v0 = _mm512_min_epi32(_mm512_max_epi32(v0, lo), hi);
-            v1 = _mm512_min_epi32(_mm512_max_epi32(v1, lo), hi);
-            _mm_storeu_si128((__m128i *)(q + (b + u) * CK_Q8_0_BLOCK_VALUES), _mm512_cvtepi32_epi8(v0));
-            _mm_storeu_si128((__m128i *)(q + (b + u) * CK_Q8_0_BLOCK_VALUES + 16), _mm512_cvtepi32_epi8(v1));
+        for (int u = 0; u < 16; u++)
             // |lane| <= 254: exact in float, and so are the sums of 16 (<= 4064).
-            sums[u] = _mm512_cvtepi32_ps(_mm512_add_epi32(v0, v1));
-        }
+            sums[u] = _mm512_cvtepi32_ps(quantize_block_avx512(xg + 32 * u, q + (b + u) * CK_Q8_0_BLOCK_VALUES, ids[u]));
         _mm512_storeu_si512(offset + b, _mm512_mullo_epi32(_mm512_cvtps_epi32(lanes16_sum(sums)), _mm512_set1_epi32(128)));
     }
     for (; b < nb; b++) {
@@ -184,10 +176,8 @@ CK_T_AVX512 static void quantize_row_avx512(const float *x, size_t cols, int8_t 
         __m512 a = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(xb)), _mm512_abs_ps(_mm512_loadu_ps(xb + 16)));
         float amax = _mm512_reduce_max_ps(a);
         float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
-        int32_t sum;
-        quantize_block_avx512(xb, q + b * CK_Q8_0_BLOCK_VALUES, id, &sum);
         scale[b] = d;
-        offset[b] = 128 * sum;
+        offset[b] = 128 * _mm512_reduce_add_epi32(quantize_block_avx512(xb, q + b * CK_Q8_0_BLOCK_VALUES, id));
     }
 }
 #endif
