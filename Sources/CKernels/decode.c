@@ -111,7 +111,7 @@ static inline float kv_at(const attention_job *j, const ck_attention_query *q, c
     size_t i = t * q->row_stride + kvh * q->head_stride + d;
     switch (j->kv_format) {
     case CK_FORMAT_F16: return ck_f16_to_f32_scalar(((const uint16_t *)rows)[i]);
-    case CK_FORMAT_I8: return scales[(i - d) / j->head_dim] * (float)((const int8_t *)rows)[i];
+    case CK_FORMAT_I8: return scales[t * j->kv_heads + kvh] * (float)((const int8_t *)rows)[i];
     default: return ((const float *)rows)[i];
     }
 }
@@ -243,7 +243,7 @@ CK_T_AVX512 static inline __attribute__((always_inline)) __m512 kv_load16(const 
 // out[g] += Σ_t p[g][t] v_t for GN query heads of one KV head: GN x CH accumulators stay in
 // registers (CH and GN are constants after inlining), each value row is loaded once for them.
 CK_T_AVX512 static inline __attribute__((always_inline)) void
-weigh_values(const void *values, const float *scales, size_t scale_stride, size_t row_stride, size_t n, const float *p,
+weigh_values(const void *values, const float *scales, size_t kv_heads, size_t row_stride, size_t n, const float *p,
              size_t pn, float *out, size_t hd, const int CH, const int GN, const int kv) {
     __m512 acc[4][CK_ATT_MAX_CHUNKS];
     for (int g = 0; g < GN; g++)
@@ -256,7 +256,7 @@ weigh_values(const void *values, const float *scales, size_t scale_stride, size_
             _mm_prefetch((const char *)values + (at + 16 * row_stride) * elem + l, _MM_HINT_T0);
         __m512 w[4];
         // An int8 row's scale folds into its weights.
-        const float rs = kv == KV_I8 ? scales[t * scale_stride] : 1.0f;
+        const float rs = kv == KV_I8 ? scales[t * kv_heads] : 1.0f;
         for (int g = 0; g < GN; g++) w[g] = _mm512_set1_ps(p[g * pn + t] * rs);
         for (int c = 0; c < CH; c++) {
             __m512 v = kv_load16(values, at + 16 * (size_t)c, kv);
@@ -355,24 +355,22 @@ attend_avx512(const attention_job *j, const ck_attention_query *q, size_t kvh, f
     const size_t group = j->heads / j->kv_heads, hd = j->head_dim, rs = q->row_stride, n = q->length;
     const size_t elem = kv == KV_I8 ? 1 : kv == KV_F16 ? 2 : 4;
     const size_t base = kvh * q->head_stride;
-    // int8 value rows: the scale of row t is at value_scales[t * scale_stride].
-    const size_t scale_stride = rs / hd, scale_base = base / hd;
     if (kv == KV_I8) key_scores_i8_vnni(j, q, kvh, scores);
     else key_scores_avx512(j, q, kvh, scores, CH, kv);
     for (size_t g = 0; g < group; g++) softmax_avx512(scores + g * n, n);
     // Up to 4 heads per pass over the values (2 when 4 x CH accumulators would not fit in registers).
     const size_t most = CH <= 6 ? 4 : 2;
     const void *values = (const char *)q->values + base * elem;
-    const float *value_scales = kv == KV_I8 ? q->value_scales + scale_base : NULL;
+    const float *value_scales = kv == KV_I8 ? q->value_scales + kvh : NULL;
     for (size_t g0 = 0; g0 < group; g0 += most) {
         const size_t gn = group - g0 < most ? group - g0 : most;
         float *out = q->out + (kvh * group + g0) * hd;
         const float *p = scores + g0 * n;
         switch (gn) {
-        case 1: weigh_values(values, value_scales, scale_stride, rs, n, p, n, out, hd, CH, 1, kv); break;
-        case 2: weigh_values(values, value_scales, scale_stride, rs, n, p, n, out, hd, CH, 2, kv); break;
-        case 3: weigh_values(values, value_scales, scale_stride, rs, n, p, n, out, hd, CH, 3, kv); break;
-        default: weigh_values(values, value_scales, scale_stride, rs, n, p, n, out, hd, CH, 4, kv); break;
+        case 1: weigh_values(values, value_scales, j->kv_heads, rs, n, p, n, out, hd, CH, 1, kv); break;
+        case 2: weigh_values(values, value_scales, j->kv_heads, rs, n, p, n, out, hd, CH, 2, kv); break;
+        case 3: weigh_values(values, value_scales, j->kv_heads, rs, n, p, n, out, hd, CH, 3, kv); break;
+        default: weigh_values(values, value_scales, j->kv_heads, rs, n, p, n, out, hd, CH, 4, kv); break;
         }
     }
 }

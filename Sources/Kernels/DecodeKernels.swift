@@ -76,9 +76,9 @@ public enum DecodeKernels {
         public var length: Int
         /// `[heads, headDim]`.
         public var output: UnsafeMutablePointer<Float>
-        /// An int8 cache's scales: key row `t` of KV head `h` is scaled by element `t · kvHeads + h`
-        /// (int8 keys are key blocks, `Kernels.narrowToInt8KeyBlocks`, whatever the strides), value
-        /// row `t` by element `(t · rowStride + h · headStride) / headDim`. nil for other caches.
+        /// An int8 cache's scales: key and value row `t` of KV head `h` are scaled by element
+        /// `t · kvHeads + h`, whatever the strides (int8 keys are key blocks,
+        /// `Kernels.narrowToInt8KeyBlocks`). nil for other caches.
         public var keyScales: UnsafePointer<Float>?
         public var valueScales: UnsafePointer<Float>?
 

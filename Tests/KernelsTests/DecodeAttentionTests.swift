@@ -37,7 +37,7 @@ struct DecodeAttentionTests {
     }
 
     /// Int8 storage of `values` laid out with `rowStride`/`headStride` (`rows` positions, `kvHeads`
-    /// heads of `hd`), the scales at `(t · rowStride + h · headStride) / hd`, and the float32
+    /// heads of `hd`), the scales at `t · kvHeads + h`, and the float32
     /// values it holds. Each head's row is quantised on its own, as the cache does.
     static func int8Rows(_ values: [Float], rows: Int, kvHeads: Int, headDim hd: Int, rowStride: Int,
                          headStride: Int) -> (bytes: [Int8], scales: [Float], widened: [Float]) {
@@ -62,7 +62,7 @@ struct DecodeAttentionTests {
                     bytes[at + d] = q[d]
                     widened[at + d] = scale * Float(q[d])
                 }
-                scales[at / hd] = scale
+                scales[t * kvHeads + h] = scale
             }
         }
         return (bytes, scales, widened)

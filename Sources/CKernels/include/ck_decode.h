@@ -38,9 +38,8 @@ typedef struct {
     size_t head_stride;  ///< elements between KV heads (head_dim when interleaved)
     size_t length;       ///< positions visible to this row (all of them: it is the newest)
     float *out;          ///< [heads, head_dim]
-    /// CK_FORMAT_I8 only (else NULL): the scale of key row t of KV head h at [t * kv_heads + h] (the
-    /// key blocks' own layout), of value row t at [(t * row_stride + h * head_stride) / head_dim];
-    /// element d is scale * int8 value.
+    /// CK_FORMAT_I8 only (else NULL): the scale of key (value) row t of KV head h at [t * kv_heads + h],
+    /// whatever the strides; element d is scale * int8 value.
     const float *key_scales;
     const float *value_scales;
 } ck_attention_query;
