@@ -186,7 +186,7 @@ struct Bench: AsyncParsableCommand {
 /// the patch embedding and attention FLOPs counted at the rate those products reach.
 struct SgemmBound {
     let flopsPerImage: Double
-    private let layers: Int, batch: Int, rows: Int
+    private let layers: Int, rows: Int
     private let shapes: [(n: Int, k: Int)]     // (out, in)
     private let x: [Float], w: [Float]
     private let productFlops: Double
@@ -200,7 +200,6 @@ struct SgemmBound {
         shapes = [(vh, vh), (vh, vh), (vh, vh), (vh, vh), (ff, vh), (vh, ff)]
         productFlops = Double(shapes.reduce(0) { $0 + 2 * m * $1.n * $1.k })
         layers = v.layerCount
-        self.batch = batch
         rows = m
         let s = Double(v.sequenceLength), patches = Double(v.patchCount)
         let attention: Double = 4 * s * s * Double(vh)
