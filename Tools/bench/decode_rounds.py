@@ -12,6 +12,7 @@ seconds apart. Prints every round and the medians:
         --model /tmp/minimindv-decode/MiniMind2-V-q4_0.gguf --rounds 5 [--batch 8] [--binary B]
 """
 import argparse
+import json
 import re
 import statistics
 import subprocess
@@ -37,7 +38,6 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    import json
     folder = Path(args.folder)
     info = json.loads((folder / "bench.json").read_text())
     model = tb.MiniMindV(next(folder.glob("sft_vlm_*.pth")), (folder / info["vision_folder"]).resolve(), folder,
